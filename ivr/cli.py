@@ -1,0 +1,147 @@
+"""The `ivr` command. Thin: parse arguments, call the package, print results."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from ivr.errors import IvrError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr", description="On-box AI telephone hotline.")
+    parser.add_argument("--config", help="config file (default: config.yaml)")
+    parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate flows and cross-check them with dialplans/")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="flow files or folders (default: flows/)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("simulate", help="run a phone-free call from a script of caller actions")
+    p.add_argument("scripts", nargs="+", metavar="SCRIPT.yaml")
+    p.add_argument("--caller", default="", help="caller ID, e.g. +8613800000001")
+    p.add_argument("--lang", choices=("en", "zh"), help="the caller's language")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--flows", action="append", metavar="PATH", help="flow files or folders")
+    p.add_argument("--at", help="the call's local time, e.g. 2026-12-03T10:00 (default: now)")
+    p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE", help="an admin flag")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("bench", help="run a benchmark from tests/bench/ and print JSON")
+    p.add_argument("name", help="engine")
+    p.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except IvrError as exc:
+        print(f"ivr: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # no traceback reaches a user unless asked for
+        if args.debug:
+            raise
+        print(f"ivr: internal-error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 3
+
+
+def _config(args):
+    from ivr.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_check(args) -> int:
+    from ivr.flow.loader import load_flows
+
+    config = _config(args)
+    paths = args.paths or [str(config.resolve(config.flows.dir))]
+    result = load_flows(paths, queues_conf=str(config.resolve(config.paths.dialplans) / "queues.conf"))
+    for problem in result.problems:
+        print(problem)
+    if result.flowset is None:
+        print(f"{len(result.problems)} error(s)", file=sys.stderr)
+        return 1
+    fs = result.flowset
+    print(f"ok: {len(fs.scenes)} scenes in {len(fs.files)} files, version {fs.version}", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from ivr.app import build_services, flow_repository
+    from ivr.sim import parse_script, simulate
+
+    config = _config(args)
+    flows = flow_repository(config, args.flows).load()
+    scripts = [parse_script(p) for p in args.scripts]
+    failed = 0
+
+    async def run_all() -> int:
+        nonlocal failed
+        for script in scripts:
+            flags = dict(f.split("=", 1) for f in args.flag if "=" in f)
+            at = script.at or args.at
+            now = (lambda: datetime.fromisoformat(at)) if at else None
+            services = build_services(config, flags={**flags, **script.flags}, now=now)
+            result = await simulate(flows, services, script, caller=args.caller, lang=args.lang)
+            for event in result.events:
+                if args.json:
+                    print(json.dumps(event.to_dict(), ensure_ascii=False))
+                else:
+                    print(_human(event))
+            if len(scripts) > 1 or result.failures:
+                mark = "ok" if result.ok else "FAIL"
+                print(f"{mark}: {script.path}", file=sys.stderr)
+            for failure in result.failures:
+                print(f"  {script.path}: {failure}", file=sys.stderr)
+            failed += not result.ok
+        return failed
+
+    asyncio.run(run_all())
+    return 1 if failed else 0
+
+
+def _human(event) -> str:
+    d = event.to_dict()
+    t, kind = d.pop("t"), d.pop("type")
+    if kind == "prompt":
+        return f"{t:7.1f}s  IVR   {d['text']}"
+    if kind == "input":
+        return f"{t:7.1f}s  CALL  [{d['kind']}] {d['value']}"
+    rest = " ".join(f"{k}={v}" for k, v in d.items() if v not in (None, "", {}))
+    return f"{t:7.1f}s  ----  {kind} {rest}"
+
+
+def cmd_bench(args) -> int:
+    import importlib.util
+
+    from ivr.config import REPO_ROOT
+
+    path = Path(REPO_ROOT) / "tests" / "bench" / f"bench_{args.name}.py"
+    if not path.exists():
+        known = sorted(p.stem[6:] for p in path.parent.glob("bench_*.py"))
+        raise IvrError(f"no benchmark {args.name!r} (known: {', '.join(known)})", code="bench-unknown")
+    spec = importlib.util.spec_from_file_location(f"bench_{args.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (and pickling) look the module up by name
+    spec.loader.exec_module(module)
+    result = module.main(args.args)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0

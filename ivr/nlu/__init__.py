@@ -1,0 +1,1 @@
+"""Language understanding: number normalisation, yes/no, escapes and intent routing."""
