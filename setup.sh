@@ -7,6 +7,10 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)  # prompts until the speech issue's voices
+command -v sox >/dev/null || need_apt+=(sox)  # converts recorded prompts for Asterisk
+command -v sipp >/dev/null || need_apt+=(sip-tester)  # `ivr call` and the end-to-end tests
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)  # Asterisk's chroot (Debian 12 has none)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} from Debian" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from ivr.config import Config
 from ivr.data.directory import MemoryDirectory
@@ -44,3 +46,80 @@ def build_services(config: Config, *, router: IntentRouter | None = None, flags:
         verifier=ProfileVerifier(),
         router=router or build_router(config),
     )
+
+
+class Hotline:
+    """What a telephony adapter needs from the rest of the system: run one call on the
+    current flows (recorded in the store), and turn a prompt into a file Asterisk can play."""
+
+    def __init__(self, config: Config, repo, services: CallServices, *, store=None, prompts=None,
+                 asterisk_root: Path | None = None, ami=None) -> None:
+        self.config = config
+        self.repo = repo
+        self.services = services
+        self.store = store
+        self.prompts = prompts
+        self.asterisk_root = asterisk_root or Path("/")
+        self.ami = ami
+        self.active: dict[str, Any] = {}
+
+    async def run_call(self, channel, caller: str, *, on_event=None, channel_name: str = "",
+                       lang: str | None = None):
+        from ivr.flow.engine import CallRunner
+
+        runner = CallRunner(self.repo.current, channel, self.services, caller=caller, lang=lang)
+        if on_event is not None:
+            runner.stream.subscribe(on_event)
+        if self.store is not None:
+            self.store.attach(runner.stream, runner.state)
+        if self.ami is not None:
+            runner.stream.subscribe(self._admin_events(runner, channel_name))
+        answered = getattr(channel, "answered_at", None)
+        if answered is not None:
+            try:
+                t0 = await answered()
+            except Exception:  # the caller may already be gone; the call itself reports that
+                t0 = None
+            runner.stream.subscribe(self._first_prompt_timer(runner, t0))
+        self.active[runner.state.call_id] = runner
+        try:
+            return await runner.run()
+        finally:
+            self.active.pop(runner.state.call_id, None)
+            if self.store is not None:
+                self.store.finish(runner.state.call_id, runner.state)
+
+    @staticmethod
+    def _first_prompt_timer(runner, answered_at: float | None):
+        """Publish answer_to_first_prompt once: from the dialplan's Answer to our first prompt."""
+        import time
+
+        from ivr import events as ev
+
+        done = [answered_at is None]
+
+        def on_event(event) -> None:
+            if not done[0] and isinstance(event, ev.Prompt):
+                done[0] = True
+                ms = (time.time() - answered_at) * 1000
+                runner.stream.publish(ev.Timing(t=event.t, name="answer_to_first_prompt", ms=round(ms, 1)))
+
+        return on_event
+
+    def _admin_events(self, runner, channel_name: str):
+        """UserEvents so admins watching AMI see each call's scene as it changes."""
+        from ivr import events as ev
+
+        def publish(event) -> None:
+            if isinstance(event, (ev.Scene, ev.Transfer, ev.Hangup)):
+                fields = {"Channel": channel_name, "CallID": runner.state.call_id,
+                          "Scene": runner.state.scene, "IvrEvent": str(event.type)}
+                asyncio.get_running_loop().create_task(self.ami.user_event("IVRState", fields))
+
+        return publish
+
+    async def prompt_file(self, prompt) -> str:
+        """The prompt rendered (or its recorded override), as a path Asterisk plays: no extension."""
+        audio = self.config.resolve(self.config.flows.dir) / prompt.audio if prompt.audio else None
+        path = await self.prompts.render(prompt.text, prompt.lang, audio=audio)
+        return "/" + str(Path(path).relative_to(self.asterisk_root))

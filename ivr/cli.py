@@ -33,7 +33,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--flows", action="append", metavar="PATH", help="flow files or folders")
     p.add_argument("--at", help="the call's local time, e.g. 2026-12-03T10:00 (default: now)")
     p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE", help="an admin flag")
+    p.add_argument("--db", metavar="PATH", help="also record the calls in this call store")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("calls", help="show the last calls from the call store")
+    p.add_argument("--last", type=int, default=10, metavar="N", help="how many calls (default: 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per call and line")
+    p.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    p.set_defaults(func=cmd_calls)
+
+    for name, text in (("up", "bring up the whole hotline in the background"),
+                       ("down", "stop the hotline"), ("status", "say what runs")):
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(func=cmd_supervise, action=name)
+
+    p = sub.add_parser("call", help="place a real test call to the hotline (SIPp) and print its events")
+    p.add_argument("script", metavar="SCRIPT.yaml", help="keys, pauses and hangup, as for `ivr simulate`")
+    p.add_argument("--caller", default="", help="caller ID (default: the script's, else anonymous)")
+    p.add_argument("--dtmf", choices=("info", "rfc4733"), default="info",
+                   help="SIP INFO (default) or RFC 4733 digits from SIPp's pcaps")
+    p.add_argument("--gap", type=float, default=3.0, help="seconds the caller listens before each key entry")
+    p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the hotline to hang up at the end")
+    p.add_argument("--json", action="store_true", help="print the recorded call as JSON")
+    p.add_argument("--db", metavar="PATH", help="the call store (default: var/ivr.db)")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("serve", help="run the controller in the foreground (`ivr up` starts it)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="run a benchmark from tests/bench/ and print JSON")
     p.add_argument("name", help="engine")
@@ -92,6 +118,11 @@ def cmd_simulate(args) -> int:
     flows = flow_repository(config, args.flows).load()
     scripts = [parse_script(p) for p in args.scripts]
     failed = 0
+    store = None
+    if getattr(args, "db", None):
+        from ivr.store import CallStore
+
+        store = CallStore(args.db, channel="sim")
 
     async def run_all() -> int:
         nonlocal failed
@@ -100,7 +131,8 @@ def cmd_simulate(args) -> int:
             at = script.at or args.at
             now = (lambda: datetime.fromisoformat(at)) if at else None
             services = build_services(config, flags={**flags, **script.flags}, now=now)
-            result = await simulate(flows, services, script, caller=args.caller, lang=args.lang)
+            result = await simulate(flows, services, script, caller=args.caller, lang=args.lang,
+                                    recorder=store)
             for event in result.events:
                 if args.json:
                     print(json.dumps(event.to_dict(), ensure_ascii=False))
@@ -114,7 +146,11 @@ def cmd_simulate(args) -> int:
             failed += not result.ok
         return failed
 
-    asyncio.run(run_all())
+    try:
+        asyncio.run(run_all())
+    finally:
+        if store is not None:
+            store.close()
     return 1 if failed else 0
 
 
@@ -127,6 +163,102 @@ def _human(event) -> str:
         return f"{t:7.1f}s  CALL  [{d['kind']}] {d['value']}"
     rest = " ".join(f"{k}={v}" for k, v in d.items() if v not in (None, "", {}))
     return f"{t:7.1f}s  ----  {kind} {rest}"
+
+
+def cmd_supervise(args) -> int:
+    from ivr import supervisor
+
+    return getattr(supervisor, args.action)(_config(args))
+
+
+def cmd_serve(args) -> int:
+    from ivr.server import serve
+
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
+    asyncio.run(serve(_config(args)))
+    return 0
+
+
+def cmd_call(args) -> int:
+    import time
+
+    from ivr.sim import parse_script
+    from ivr.store import read_recent
+    from ivr.telephony import sipp
+
+    config = _config(args)
+    script = parse_script(args.script)
+    path = Path(args.db) if args.db else config.var_dir / "ivr.db"
+    before = {c["call_id"] for c in _recent(read_recent, path, 50)}
+    result = sipp.run(script, target=f"{config.telephony.bind}:{config.telephony.sip_port}",
+                      service=config.telephony.extension, caller=args.caller,
+                      key_gap_ms=int(args.gap * 1000), end_wait_ms=int(args.wait * 1000), dtmf=args.dtmf,
+                      timeout=600)
+    if not result.ok:
+        print(result.stderr[-1500:], file=sys.stderr)
+        raise IvrError(f"SIPp reported a failed call (exit {result.returncode}); is the hotline up? "
+                       "(`ivr status`)", code="call-failed")
+    for _ in range(50):  # the controller records the end of the call just after the BYE
+        new = [c for c in _recent(read_recent, path, 50) if c["call_id"] not in before]
+        if new and new[0]["outcome"]:
+            break
+        time.sleep(0.1)
+    if not new:
+        raise IvrError("the call was placed but the controller recorded nothing (the dialplan's "
+                       "fallback took it?)", code="call-not-recorded")
+    args.last = 1
+    call = new[0]
+    if args.json:
+        print(json.dumps(call, ensure_ascii=False))
+    else:
+        _print_call(call)
+    return 0
+
+
+def _recent(read_recent, path, last):
+    try:
+        return read_recent(path, last)
+    except FileNotFoundError:
+        return []
+
+
+def cmd_calls(args) -> int:
+    from ivr.store import read_recent
+
+    if args.last < 0:
+        raise IvrError("--last is a number of calls (0 or more)", code="usage")
+    path = Path(args.db) if args.db else _config(args).var_dir / "ivr.db"
+    try:
+        calls = read_recent(path, args.last)
+    except FileNotFoundError:
+        raise IvrError(f"no call store at {path}", code="store-missing") from None
+    for call in calls:
+        if args.json:
+            print(json.dumps(call, ensure_ascii=False))
+            continue
+        _print_call(call)
+    return 0
+
+
+def _print_call(call: dict) -> None:
+    ended = f"{call['outcome'] or 'in progress'}"
+    if call["transfer_queue"]:
+        ended += f" -> {call['transfer_queue']}"
+    print(f"{call['started_at']}  {call['call_id']}  {call['caller'] or '-'}  {ended}  "
+          f"{call['duration'] or 0:.1f}s  flows {call['flow_version']}")
+    for event in call["events"]:
+        print("  " + _human_stored(event))
+
+
+def _human_stored(data: dict) -> str:
+    """A stored event (its wire dict) as `_human` prints it; unknown types print as key=value."""
+    from ivr.events import Event
+
+    try:
+        return _human(Event.from_dict(data))
+    except Exception:
+        rest = " ".join(f"{k}={v}" for k, v in data.items() if k not in ("t", "type"))
+        return f"{data.get('t', 0):7.1f}s  ----  {data.get('type')} {rest}"
 
 
 def cmd_bench(args) -> int:

@@ -49,6 +49,21 @@ class CalendarConfig:
 
 
 @dataclass(frozen=True)
+class TelephonyConfig:
+    controller: str = "agi"  # agi (panoramisk FastAGI) | ari (aiohttp REST + websocket)
+    asterisk_root: str = ""  # "" = a system Asterisk >= 20 if installed, else the cached chroot
+    chroot_cache: str = "/var/cache/ivr-hotline/asterisk-root"
+    bind: str = "127.0.0.1"
+    extension: str = "95511"
+    sip_port: int = 5060
+    agi_port: int = 4573
+    ami_port: int = 5038
+    http_port: int = 8088
+    ari_app: str = "hotline"
+    admin_poll: float = 0.5  # seconds between AstDB flag reads
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     var_dir: str = "var"  # database, caches, rendered prompts
     dialplans: str = "dialplans"  # Asterisk config; `ivr check` reads queues.conf here
@@ -61,6 +76,7 @@ class Config:
     router: RouterConfig = field(default_factory=RouterConfig)
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     flags: dict = field(default_factory=dict)  # admin flags until AstDB provides them
     source: str = ""  # the file this came from
     root: str = str(REPO_ROOT)
@@ -138,6 +154,16 @@ _HOURS = re.compile(r"^\d{2}:\d{2}-\d{2}:\d{2}$")
 
 
 def _check(config: Config) -> None:
+    tel = config.telephony
+    if tel.controller not in ("agi", "ari"):
+        raise ConfigError("telephony.controller: must be agi or ari", code="config-bad-value")
+    if not re.fullmatch(r"[0-9*#]{1,20}", tel.extension):
+        raise ConfigError("telephony.extension: digits, * or #", code="config-bad-value")
+    for key in ("sip_port", "agi_port", "ami_port", "http_port"):
+        if not 1 <= getattr(tel, key) <= 65535:
+            raise ConfigError(f"telephony.{key}: a port number", code="config-bad-value")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", tel.ari_app):
+        raise ConfigError("telephony.ari_app: letters, digits, _ and -", code="config-bad-value")
     if config.router.backend not in ("e5", "keywords"):
         raise ConfigError("router.backend: must be e5 or keywords", code="config-bad-value")
     for day, span in config.calendar.business_hours.items():

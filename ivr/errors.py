@@ -36,6 +36,18 @@ class ModelMissingError(IvrError):
     code = "model-missing"
 
 
+class TtsError(IvrError):
+    """Rendering a prompt failed (the synthesizer or sox broke, or the text cannot be spoken)."""
+
+    code = "tts-failed"
+
+
+class TtsUnavailableError(TtsError):
+    """The speech tool (espeak-ng, sox) is not installed; the message names the fix."""
+
+    code = "tts-unavailable"
+
+
 class CallerHangup(Exception):
     """Raised inside a call's coroutine when the caller has gone; not an error."""
 

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     TRANSFER = "transfer"
     HANGUP = "hangup"
     ERROR = "error"
+    TIMING = "timing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +164,19 @@ class Error(Event):
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Timing(Event):
+    """A measured latency, e.g. answer_to_first_prompt, from the transport's clock."""
+
+    type: ClassVar[EventType] = EventType.TIMING
+    name: str
+    ms: float
+
+
 EVENT_CLASSES: dict[EventType, type[Event]] = {
     cls.type: cls
     for cls in (CallStart, Prompt, Input, Intent, Scene, Step, Slot, Lookup, Proactive, Sms,
-                Verified, Emergency, Transfer, Hangup, Error)
+                Verified, Emergency, Transfer, Hangup, Error, Timing)
 }
 
 Subscriber = Callable[[Event], None]

@@ -24,6 +24,7 @@ class CustomerDirectory(Protocol):
 
 class FlagProvider(Protocol):
     def get(self, name: str) -> str | None: ...
+    def all(self) -> dict[str, str]: ...
 
 
 class SmsGateway(Protocol):
@@ -42,6 +43,9 @@ class StaticFlags:
 
     def get(self, name: str) -> str | None:
         return self._flags.get(name)
+
+    def all(self) -> dict[str, str]:
+        return dict(self._flags)
 
     def set(self, name: str, value: str | None) -> None:
         if value is None:

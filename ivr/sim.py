@@ -169,10 +169,18 @@ class SimResult:
 
 
 async def simulate(flows: FlowSet, services: CallServices, script: Script, *, caller: str = "",
-                   lang: str | None = None) -> SimResult:
+                   lang: str | None = None, recorder=None) -> SimResult:
+    """`recorder` (e.g. an ivr.store.CallStore) gets attach(stream, state) before the call and
+    finish(call_id, state) after it."""
     channel = SimChannel(script.actions)
     runner = CallRunner(flows, channel, services, caller=script.caller or caller, lang=script.lang or lang)
-    state = await runner.run()
+    if recorder is not None:
+        recorder.attach(runner.stream, runner.state)
+    try:
+        state = await runner.run()
+    finally:
+        if recorder is not None:
+            recorder.finish(runner.state.call_id, runner.state)
     events = runner.stream.history
     return SimResult(script, state, events, check_expectations(script.expect, state, events))
 

@@ -66,8 +66,9 @@ class StepContext:
         return self.state.lang
 
     def values(self) -> dict[str, Any]:
-        """Everything a prompt may mention: slots, then `profile.*`."""
-        return {**self.state.slots, "profile": self.profile, "caller": self.state.caller}
+        """Everything a prompt may mention: slots, `profile.*` and admin flags (`flag.hotline.message`)."""
+        return {**self.state.slots, "profile": self.profile, "caller": self.state.caller,
+                "flag": _nest(self.services.flags.all() if hasattr(self.services.flags, "all") else {})}
 
     def set_slot(self, name: str, value: Any, *, sensitive: bool = False) -> None:
         if name == "lang" and value in self.flows.hotline.languages:
@@ -168,10 +169,13 @@ class StepContext:
         repeats = 0
         while True:
             barged = None
-            if lead:
-                barged = await self.say(lead, barge_in=barge_in)
-            if barged is None and text:
-                barged = await self.say(text, barge_in=barge_in)
+            say_lead, say_text = lead, text
+            if self.typeahead and spec.dtmf:  # the caller already keyed ahead: don't make them listen
+                say_lead = say_text = None
+            if say_lead:
+                barged = await self.say(say_lead, barge_in=barge_in)
+            if barged is None and say_text:
+                barged = await self.say(say_text, barge_in=barge_in)
             lead = None
             inp = barged or await self._next(spec)
             while inp.kind == "dtmf" and not spec.dtmf:  # keys where only speech counts: ignore
@@ -238,6 +242,7 @@ class StepContext:
         if self.state.escalation:  # came by escalation: the cause is the reason that counts
             reason = self.state.escalation
         self.state.outcome, self.state.transfer_reason = "transferred", reason
+        context["reason"] = reason  # the channels set IVR_REASON from it for the dialplan
         self.publish(ev.Transfer, queue=queue, reason=reason,
                      context={"scene": self.state.scene, "verified": self.state.verified, **(extra or {})})
         await self.channel.transfer(queue, context)
@@ -252,6 +257,23 @@ def _policy(step_policy: dict | None, default: RetryPolicy) -> RetryPolicy:
         return default
     return RetryPolicy(step_policy.get("say", default.say), step_policy.get("retry", default.retry),
                        step_policy.get("then", default.then))
+
+
+def _nest(flat: dict[str, str]) -> dict[str, Any]:
+    """{"hotline.message": "x"} -> {"hotline": {"message": "x"}} for dotted placeholders."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            if not isinstance(node.get(parts[-1]), dict):
+                node[parts[-1]] = value
+    return out
 
 
 def _word_count(text: str) -> int:

@@ -123,6 +123,13 @@ class CallRunner:
             new_scene, index = self._resolve(scene, target, index)
             if new_scene is None:
                 raise RuntimeError(f"unresolvable target {target!r}")
+            if new_scene is not scene and _switched_off(self.services.flags.get(f"scene.{new_scene.id}")):
+                ctx.publish(ev.Error, code="scene-off", message=new_scene.id)
+                await ctx.say(ctx.text("scene_off") or SCENE_OFF_TEXT, barge_in=False)
+                menu = self.flows.hotline.menu
+                target = menu if new_scene.id != menu else "agent"
+                reason = "scene-off"
+                continue
             if new_scene is not scene or (index == 0 and target == new_scene.id):
                 scene = new_scene
                 self._enter(ctx, scene)
@@ -171,6 +178,15 @@ class CallRunner:
         self.state.outcome = self.state.outcome or "resolved"
         ctx.publish(ev.Hangup, by="ivr")
         await self.channel.hangup()
+
+
+SCENE_OFF_TEXT = {"en": "Sorry, this service is not available right now.",
+                  "zh": "抱歉，该服务暂时无法办理。"}
+
+
+def _switched_off(value: str | None) -> bool:
+    """An admin switched the scene off: `database put ivr scene.card_lost off`."""
+    return value is not None and value.strip().lower() in ("off", "0", "false", "no", "disabled")
 
 
 def _implicit_verify(scene: SceneDef) -> Any:

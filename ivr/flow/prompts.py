@@ -47,3 +47,30 @@ def spoken_seconds(text: str) -> float:
     # punctuation on its own ("。", "？", " - ") is not a word
     words = sum(1 for w in _CJK.sub(" ", text).split() if any(c.isalnum() for c in w))
     return round(words * 0.4 + cjk * 0.2, 3)
+
+
+def static_prompts(flows) -> list[tuple[str, str]]:
+    """Every prompt text without placeholders, per language: what can be rendered ahead."""
+    langs = set(flows.hotline.languages)
+    found: dict[tuple[str, str], None] = {}
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            keys = set(value) - {"audio"}
+            if keys and keys <= langs and all(isinstance(v, str) for k, v in value.items() if k != "audio"):
+                for lang in keys:
+                    if "{" not in value[lang]:
+                        found[(value[lang], lang)] = None
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    for text in flows.hotline.texts.values():
+        walk(text)
+    for scene in flows.scenes.values():
+        for step in scene.steps:
+            walk(step.params)
+    return list(found)

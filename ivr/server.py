@@ -1,0 +1,116 @@
+"""The controller process (`ivr serve`): start order of the live services, and clean stop.
+
+flows -> router (warm) -> AMI + AstDB flags -> store -> prompt cache -> FastAGI or ARI.
+`ivr up` runs this in the background and waits for its ready file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from pathlib import Path
+
+from ivr.app import Hotline, build_router, build_services, flow_repository
+from ivr.config import Config
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def ready_file(config: Config) -> Path:
+    return config.var_dir / "run" / "controller.ready"
+
+
+async def serve(config: Config) -> None:
+    from ivr.speech.prompts import PromptCache
+    from ivr.speech.tts import EspeakSynthesizer
+    from ivr.telephony.ami import AmiClient, AstDbFlags
+    from ivr.telephony.asterisk import SOUNDS_DIR, AsteriskHost, load_secrets
+
+    tel = config.telephony
+    repo = flow_repository(config)
+    flows = repo.load()
+    router = build_router(config)
+    await asyncio.to_thread(router.warm, flows)
+    host = AsteriskHost.locate(config, provision=False)
+    secrets = load_secrets(config.var_dir)
+    ami = AmiClient(tel.bind, tel.ami_port, "ivr", secrets["AMI_SECRET"])
+    await _retry(ami.connect, "AMI")
+    flags = AstDbFlags(ami, tel.admin_poll, initial={str(k): str(v) for k, v in config.flags.items()})
+    await flags.refresh()
+    services = dataclasses.replace(build_services(config, router=router), flags=flags)
+    store = _open_store(config)
+    prompts = PromptCache(host.host_path(SOUNDS_DIR) / "cache", EspeakSynthesizer())
+    hotline = Hotline(config, repo, services, store=store, prompts=prompts,
+                      asterisk_root=host.root, ami=ami)
+    tasks = [asyncio.create_task(flags.run(), name="astdb-flags"),
+             asyncio.create_task(_prerender(prompts, repo), name="prompt-prerender")]
+    if config.flows.reload:
+        tasks.append(asyncio.create_task(repo.watch(config.flows.reload_interval), name="flow-reload"))
+    if tel.controller == "agi":
+        from ivr.telephony.agi import FastAgiServer
+
+        controller = FastAgiServer(hotline, tel.bind, tel.agi_port)
+    else:
+        from ivr.telephony.ari import AriController
+
+        controller = AriController(hotline, tel.bind, tel.http_port, "ivr", secrets["ARI_SECRET"], tel.ari_app)
+    await controller.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ready = ready_file(config)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    ready.write_text(f"{os.getpid()} {tel.controller} {flows.version}\n")
+    _LOGGER.warning("controller ready: %s on flows %s", tel.controller, flows.version)
+    try:
+        await stop.wait()
+    finally:
+        ready.unlink(missing_ok=True)
+        await controller.stop()
+        for task in tasks:
+            task.cancel()
+        if hotline.active:
+            _LOGGER.warning("stopping with %d calls in progress; the dialplan takes them over",
+                            len(hotline.active))
+        if store is not None:
+            store.close()
+        ami.close()
+
+
+async def _prerender(prompts, repo) -> None:
+    """Render every static prompt now, so calls play them at once (and keys pressed during
+    a prompt are never lost to a render)."""
+    from ivr.flow.prompts import static_prompts
+
+    items = static_prompts(repo.current)
+    started = asyncio.get_running_loop().time()
+    try:
+        await prompts.prerender(items)
+    except Exception:
+        _LOGGER.exception("prompt prerender failed; prompts will render on first use")
+        return
+    _LOGGER.info("prerendered %d prompts in %.1f s", len(items),
+                 asyncio.get_running_loop().time() - started)
+
+
+def _open_store(config: Config):
+    try:
+        from ivr.store.calls import CallStore
+    except ImportError:
+        return None
+    return CallStore(config.var_dir / "ivr.db")
+
+
+async def _retry(connect, what: str, attempts: int = 30) -> None:
+    for attempt in range(attempts):
+        try:
+            await connect()
+            return
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise ConnectionError(f"{what} unavailable: {exc}") from exc
+            await asyncio.sleep(min(0.2 * 2 ** attempt, 2.0))

@@ -1,0 +1,155 @@
+"""`ivr up`, `ivr down`, `ivr status`: the whole hotline in the background.
+
+up: provision Asterisk (first time), generate secrets, render dialplans/, start Asterisk, start
+the controller (`ivr serve`), wait until a call to the hotline would be answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ivr.config import Config
+from ivr.errors import IvrError
+from ivr.server import ready_file
+
+FALLBACK_TEXT = {
+    "en": "We're sorry, our automated service is not available right now. Please hold for an agent.",
+    "zh": "抱歉，自助服务暂时无法使用，正在为您转接人工服务，请稍候。",
+}
+
+
+def _pid_file(config: Config) -> Path:
+    return config.var_dir / "run" / "controller.pid"
+
+
+def _controller_pid(config: Config) -> int | None:
+    try:
+        pid = int(_pid_file(config).read_text().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _render_fallback(host, config: Config) -> str:
+    """An apology in both languages, rendered at set-up so it plays even with no controller."""
+    from ivr.speech.prompts import PromptCache
+    from ivr.speech.tts import EspeakSynthesizer
+    from ivr.telephony.asterisk import SOUNDS_DIR
+
+    cache = PromptCache(host.host_path(SOUNDS_DIR) / "fallback", EspeakSynthesizer())
+    text = f"{FALLBACK_TEXT['en']} {FALLBACK_TEXT['zh']}"
+    try:
+        path = asyncio.run(cache.render(FALLBACK_TEXT["en"], "en"))
+    except Exception as exc:  # no espeak: Asterisk's own recording still apologises
+        print(f"ivr: fallback prompt not rendered ({exc}); using Asterisk's sound", file=sys.stderr)
+        return "an-error-has-occurred"
+    del text
+    return "/" + str(Path(path).relative_to(host.root))
+
+
+def up(config: Config, *, timeout: float = 120) -> int:
+    from ivr.telephony.asterisk import AsteriskHost, load_secrets
+
+    host = AsteriskHost.locate(config)
+    secrets = load_secrets(config.var_dir)
+    host.install_config(secrets, _render_fallback(host, config))
+    host.start(config.var_dir / "log" / "asterisk.log")
+    pid = _controller_pid(config)
+    if pid is None:
+        ready_file(config).unlink(missing_ok=True)
+        log = config.var_dir / "log" / "controller.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "ivr"]
+        if config.source:
+            argv += ["--config", config.source]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv + ["serve"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=config.root)
+        _pid_file(config).parent.mkdir(parents=True, exist_ok=True)
+        _pid_file(config).write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while not ready_file(config).exists():
+            if proc.poll() is not None:
+                raise IvrError(f"the controller exited ({proc.returncode}); see {log}",
+                               code="controller-start-failed")
+            if time.monotonic() > deadline:
+                raise IvrError(f"the controller was not ready within {timeout:.0f} s; see {log}",
+                               code="controller-start-failed")
+            time.sleep(0.2)
+    tel = config.telephony
+    print(f"hotline up: Asterisk ({'chroot ' + str(host.root) if host.chrooted else 'system'}), "
+          f"{tel.controller.upper()} controller, extension {tel.extension}")
+    print(f"  softphone: sip:{tel.extension}@{tel.bind}:{tel.sip_port} "
+          f"(user softphone, password in {config.var_dir / 'secrets.json'})")
+    print(f"  test call: .venv/bin/ivr call flows/tests/demo.yaml")
+    return 0
+
+
+def down(config: Config) -> int:
+    from ivr.telephony.asterisk import AsteriskHost
+
+    pid = _controller_pid(config)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    _pid_file(config).unlink(missing_ok=True)
+    ready_file(config).unlink(missing_ok=True)
+    try:
+        host = AsteriskHost.locate(config, provision=False)
+    except IvrError:
+        print("hotline down")
+        return 0
+    host.stop()
+    if host.chrooted:
+        proc_dir = host.host_path("/proc")
+        if os.path.ismount(proc_dir):
+            subprocess.run(["umount", "-l", str(proc_dir)], check=False)
+    print("hotline down")
+    return 0
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def status(config: Config) -> int:
+    from ivr.telephony.asterisk import AsteriskHost
+
+    tel = config.telephony
+    try:
+        host = AsteriskHost.locate(config, provision=False)
+        asterisk = host.running()
+    except IvrError:
+        host, asterisk = None, False
+    pid = _controller_pid(config)
+    ready = ready_file(config).read_text().split() if ready_file(config).exists() else []
+    lines = [f"asterisk:   {'running' if asterisk else 'stopped'}"
+             + (f" ({'chroot ' + str(host.root) if host.chrooted else 'system'})" if host else "")]
+    if asterisk:
+        lines.append(f"channels:   {host.channel_count()}")
+    lines.append(f"controller: {'running pid ' + str(pid) if pid else 'stopped'}"
+                 + (f", {ready[1]} on flows {ready[2]}" if len(ready) >= 3 else ""))
+    if tel.controller == "agi":
+        lines.append(f"fastagi:    {'listening' if _port_open(tel.bind, tel.agi_port) else 'closed'} "
+                     f"{tel.bind}:{tel.agi_port}")
+    print("\n".join(lines))
+    return 0 if asterisk and pid and ready else 3

@@ -1,0 +1,1 @@
+"""Telephony adapters: Asterisk itself, FastAGI, ARI and AMI. They translate; the engine decides."""

@@ -1,0 +1,188 @@
+"""FastAGI controller (panoramisk): one AGI session per call, driving the scene engine.
+
+`AgiChannel` implements the engine's Channel Protocol with AGI commands: STREAM FILE (with
+escape digits for barge-in), WAIT FOR DIGIT, SET VARIABLE. A transfer or hangup sets
+IVR_ACTION and returns the channel to the dialplan, which queues or hangs up; a controller that
+dies mid-call leaves IVR_ACTION empty, and the dialplan falls back to an apology and the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ivr import events as ev
+from ivr.errors import CallerHangup
+from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
+from ivr.telephony.sanitize import agi_value, caller_id
+
+if TYPE_CHECKING:
+    from ivr.app import Hotline
+
+_LOGGER = logging.getLogger(__name__)
+BARGE_KEYS = "0123456789*#"
+HEADER_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 3600.0  # a STREAM FILE of a long prompt legitimately takes a while
+
+
+class AgiChannel:
+    """The Channel Protocol over one FastAGI connection. Commands go one at a time."""
+
+    def __init__(self, request, hotline: "Hotline") -> None:
+        self._request = request
+        self._hotline = hotline
+        self._started = time.monotonic()
+        self._lock = asyncio.Lock()
+        self._vars: dict[str, str] = {}
+        self.hung_up = False
+        self.name = request.headers.get("agi_channel", "")
+        self.uniqueid = request.headers.get("agi_uniqueid", "")
+
+    async def answered_at(self) -> float | None:
+        """When the dialplan answered (IVR_T0, epoch seconds), for answer-to-first-audio."""
+        result = await self.command("GET VARIABLE IVR_T0")
+        value = result.get("result", ("", ""))
+        try:
+            return float(value[1]) if value[0] == "1" else None
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    def clock(self) -> float:
+        return time.monotonic() - self._started
+
+    async def command(self, line: str) -> dict:
+        """Send one AGI command; raise CallerHangup when the channel is gone."""
+        if self.hung_up:
+            raise CallerHangup()
+        async with self._lock:
+            await self._flush_vars()
+            return await self._send(line)
+
+    async def _send(self, line: str) -> dict:
+        try:
+            result = await asyncio.wait_for(self._request.send_command(line), COMMAND_TIMEOUT)
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError, OSError):
+            self.hung_up = True  # the socket closed: Asterisk dropped the channel
+            raise CallerHangup() from None
+        if result.get("error") == "AGIResultHangup" or result.get("status_code") == 511:
+            self.hung_up = True
+            raise CallerHangup()
+        return result
+
+    async def _flush_vars(self) -> None:
+        while self._vars:
+            name, value = self._vars.popitem()
+            await self._send(f'SET VARIABLE {name} "{agi_value(value)}"')
+
+    def show(self, name: str, value: str) -> None:
+        """Set a channel variable before the next command (admins see it in `core show channel`)."""
+        self._vars[name] = value
+
+    async def play(self, prompt: PromptOut) -> CallerInput | None:
+        path = await self._hotline.prompt_file(prompt)
+        keys = BARGE_KEYS if prompt.barge_in else ""
+        result = await self.command(f'STREAM FILE {path} "{keys}"')
+        code = _result_code(result)
+        if code < 0:
+            _LOGGER.error("STREAM FILE %s failed on %s", path, self.name)
+            return None
+        return CallerInput("dtmf", chr(code)) if code > 0 else None
+
+    async def listen(self, spec: ListenSpec) -> CallerInput:
+        if not spec.dtmf:
+            # Speech capture arrives with the speech issue; until then a speech-only step
+            # hears nothing here and its no-input policy takes over after the timeout.
+            await self.command(f"EXEC Wait {max(spec.timeout, 0.1):.1f}")
+            return TIMEOUT
+        result = await self.command(f"WAIT FOR DIGIT {int(spec.timeout * 1000)}")
+        code = _result_code(result)
+        return CallerInput("dtmf", chr(code)) if code > 0 else TIMEOUT
+
+    async def transfer(self, queue: str, context: dict) -> None:
+        payload = json.dumps(context, ensure_ascii=True, default=str)[:1000]
+        self.show("IVR_QUEUE", queue)
+        self.show("IVR_REASON", str(context.get("reason", "")))
+        self.show("IVR_PRIORITY", str(context.get("priority", "normal")))
+        self.show("IVR_CONTEXT", payload)
+        self.show("IVR_ACTION", "transfer")
+        await self.command("NOOP transfer")
+
+    async def hangup(self) -> None:
+        self.show("IVR_ACTION", "hangup")
+        await self.command("NOOP hangup")
+
+
+def _result_code(result: dict) -> int:
+    value = result.get("result", ("", ""))
+    try:
+        return int(value[0])
+    except (TypeError, ValueError, IndexError):
+        return -1 if result.get("error") else 0
+
+
+class FastAgiServer:
+    """Listens for Asterisk's FastAGI connections and runs one call per connection."""
+
+    def __init__(self, hotline: "Hotline", host: str, port: int) -> None:
+        self._hotline = hotline
+        self._host, self._port = host, port
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self._host, self._port, limit=2**16)
+        _LOGGER.info("FastAGI listening on %s:%d", self._host, self._port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read the AGI environment, then hand the session to panoramisk's Request.
+
+        panoramisk's own Application.handler spins forever on a connection that closes before
+        the blank line (it loops on read() returning b''), which blocks the whole event loop;
+        this reads the headers with a deadline instead, and keeps panoramisk's command protocol.
+        """
+        from panoramisk.fast_agi import Request
+
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), HEADER_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
+                ConnectionError):
+            _LOGGER.warning("FastAGI connection closed before its environment was complete")
+            writer.close()
+            return
+        headers = dict(line.split(": ", 1) for line in raw.decode("utf-8", "replace").splitlines()
+                       if ": " in line)
+        try:
+            if headers.get("agi_network_script") != "hotline":
+                _LOGGER.error("FastAGI request for unknown script %r", headers.get("agi_network_script"))
+                return
+            await self._handle(Request(None, headers, reader, writer))
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, request) -> None:
+        channel = AgiChannel(request, self._hotline)
+        caller = caller_id(request.headers.get("agi_callerid", ""))
+        if caller in ("", "unknown"):
+            caller = ""
+
+        def on_event(event: ev.Event) -> None:
+            if isinstance(event, ev.Scene):
+                channel.show("IVR_SCENE", event.id)
+            elif isinstance(event, ev.Step):
+                channel.show("IVR_STEP", event.id)
+            elif isinstance(event, ev.CallStart):
+                channel.show("IVR_CALL_ID", event.call_id)
+                channel.show("IVR_FLOW_VERSION", event.flow_version)
+
+        try:
+            await self._hotline.run_call(channel, caller, on_event=on_event,
+                                         channel_name=channel.name)
+        except Exception:
+            _LOGGER.exception("AGI call on %s failed", channel.name)

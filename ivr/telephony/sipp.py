@@ -1,0 +1,209 @@
+"""Real test calls with SIPp: a simulator script (keys, pauses, hangup) becomes a SIPp
+scenario that dials the hotline, sends RFC 4733 digits from SIPp's pcaps, and hangs up, or
+waits for the hotline to hang up.
+
+Used by `ivr call`, the end-to-end tests and the call benchmark.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from ivr.errors import IvrError
+from ivr.sim import Script
+
+PCAP_DIR = Path("/usr/share/sip-tester")
+PCAP_NAMES = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)}, "*": "dtmf_2833_star.pcap",
+              "#": "dtmf_2833_pound.pcap"}
+KEY_GAP_MS = 450  # each pcap holds one ~250 ms digit
+
+INVITE = """
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+"""
+ACK = """
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+"""
+BYE = """
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: [cseq] BYE
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+"""
+INFO = """
+      INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: [cseq] INFO
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal=KEY
+      Duration=200
+"""
+OK_FOR_BYE = """
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Content-Length: 0
+"""
+
+
+def _cdata(text: str) -> str:
+    return f"<![CDATA[{text}]]>"
+
+
+def _renumbered_pcap(src: Path, dest: Path, index: int) -> Path:
+    """A copy of SIPp's one-digit pcap whose RTP sequence numbers and timestamp come after those
+    of the call's previous digit. The stock pcaps carry fixed numbers (1 < 2 < ... < 9 < * < #,
+    then 0), and Asterisk drops an RFC 4733 event whose numbers are not newer than the last one:
+    without this, "32" or "11" would lose the second key. (SIPp recomputes the UDP checksum.)
+    Falls back to the stock file if the capture isn't Ethernet/IPv4/UDP as expected."""
+    data = bytearray(src.read_bytes())
+    if len(data) < 24:
+        return src
+    end = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">"}.get(bytes(data[:4]))
+    if end is None or struct.unpack(end + "I", data[20:24])[0] != 1:  # 1 = Ethernet
+        return src
+    offset, packet = 24, 0
+    while offset + 16 <= len(data):
+        incl = struct.unpack(end + "I", data[offset + 8:offset + 12])[0]
+        frame = offset + 16
+        ip = frame + 14
+        if data[frame + 12:frame + 14] != b"\x08\x00" or data[ip + 9] != 17:  # IPv4, UDP
+            return src
+        rtp = ip + (data[ip] & 0x0F) * 4 + 8
+        if rtp + 12 > frame + incl:
+            return src
+        struct.pack_into(">HI", data, rtp + 2, (1000 + index * 32 + packet) & 0xFFFF,
+                         (8000 + index * 8000) & 0xFFFFFFFF)
+        offset, packet = frame + incl, packet + 1
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 2000,
+             end_wait_ms: int = 30000, dtmf: str = "rfc4733", pcap_dir: Path | None = None) -> str:
+    """SIPp XML for one scripted caller. Keys start after `answer_wait_ms`; each dtmf action
+    waits `key_gap_ms` first (the caller listens), `silence: N` pauses N seconds; at the end the
+    caller waits up to `end_wait_ms` for the hotline to hang up, then hangs up itself.
+    With `pcap_dir`, RFC 4733 keys are played from renumbered copies written there (any key
+    sequence works); without it, from SIPp's stock pcaps (a key that repeats the last one, or
+    comes earlier in 1..9 * # 0 order, is dropped by Asterisk)."""
+    digits = 0
+    body = [f'<send retrans="500">{_cdata(INVITE)}</send>',
+            '<recv response="100" optional="true"/>', '<recv response="180" optional="true"/>',
+            '<recv response="183" optional="true"/>', '<recv response="200" rtd="true"/>',
+            f"<send>{_cdata(ACK)}</send>", f'<pause milliseconds="{answer_wait_ms}"/>']
+    caller_hangs_up = False
+    for action in script.actions:
+        if action.kind == "dtmf":
+            body.append(f'<pause milliseconds="{key_gap_ms}"/>')
+            for key in action.value:
+                if key not in PCAP_NAMES:
+                    raise IvrError(f"no DTMF for key {key!r}", code="call-bad-key")
+                if dtmf == "info":
+                    body.append(f'<send retrans="500">{_cdata(INFO.replace("KEY", key))}</send>')
+                    body.append('<recv response="200"/>')
+                else:
+                    stock = PCAP_DIR / PCAP_NAMES[key]
+                    if pcap_dir is not None:
+                        stock = _renumbered_pcap(stock, pcap_dir / f"dtmf_{digits:03d}.pcap", digits)
+                        digits += 1
+                    pcap = escape(str(stock))
+                    body.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+                body.append(f'<pause milliseconds="{KEY_GAP_MS}"/>')
+        elif action.kind == "silence":
+            body.append(f'<pause milliseconds="{int(action.value * 1000)}"/>')
+        elif action.kind == "hangup":
+            caller_hangs_up = True
+            break
+        elif action.kind in ("say", "click"):
+            raise IvrError(f"`{action.kind}` actions need the speech/visual issues; this call "
+                           "can only press keys, pause and hang up", code="call-unsupported-action")
+    if caller_hangs_up:
+        body += [f'<send retrans="500">{_cdata(BYE)}</send>', '<recv response="200" crlf="true"/>']
+    else:
+        body += [f'<recv request="BYE" timeout="{end_wait_ms}" ontimeout="caller_bye"/>',
+                 f'<send next="done">{_cdata(OK_FOR_BYE)}</send>',
+                 '<label id="caller_bye"/>',
+                 f'<send retrans="500">{_cdata(BYE)}</send>', '<recv response="200" crlf="true"/>',
+                 '<label id="done"/>']
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ivr call">\n'
+            + "\n".join(body) + "\n</scenario>\n")
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    workdir: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(script: Script, *, target: str = "127.0.0.1:5060", service: str = "95511",
+        caller: str = "", calls: int = 1, rate: float = 10.0, timeout: float = 300,
+        **scenario_args) -> SippResult:
+    """Place `calls` scripted calls (concurrently, at `rate` per second) and wait for them."""
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        raise IvrError("SIPp is not installed; run ./setup.sh", code="sipp-missing")
+    work = Path(tempfile.mkdtemp(prefix="ivr-sipp-"))
+    (work / "call.xml").write_text(scenario(script, pcap_dir=work, **scenario_args), encoding="latin-1")
+    number = caller or script.caller or "anonymous"
+    (work / "callers.csv").write_text("SEQUENTIAL\n" + f"{number};\n")
+    argv = [sipp, target, "-sf", str(work / "call.xml"), "-inf", str(work / "callers.csv"),
+            "-s", service, "-m", str(calls), "-l", str(calls), "-r", str(rate),
+            "-i", "127.0.0.1", "-p", "0", "-mp", "0", "-nostdin", "-timeout", f"{int(timeout)}s",
+            "-timeout_error", "-trace_err", "-trace_stat", "-fd", "1", "-max_socket", "2048"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=work, timeout=timeout + 30)
+    return SippResult(proc.returncode, proc.stdout, proc.stderr, work)
