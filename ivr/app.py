@@ -71,7 +71,7 @@ class Hotline:
         if on_event is not None:
             runner.stream.subscribe(on_event)
         if self.store is not None:
-            self.store.attach(runner.stream, runner.state)
+            self.store.attach(runner.stream, runner.state, channel=channel_name or None)
         if self.ami is not None:
             runner.stream.subscribe(self._admin_events(runner, channel_name))
         answered = getattr(channel, "answered_at", None)

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="PATH", help="the call store (default: var/ivr.db)")
     p.set_defaults(func=cmd_call)
 
+    p = sub.add_parser("watchdog", help="run the controller and restart it if it dies (`ivr up` starts it)")
+    p.set_defaults(func=cmd_watchdog)
+
     p = sub.add_parser("serve", help="run the controller in the foreground (`ivr up` starts it)")
     p.set_defaults(func=cmd_serve)
 
@@ -169,6 +172,12 @@ def cmd_supervise(args) -> int:
     from ivr import supervisor
 
     return getattr(supervisor, args.action)(_config(args))
+
+
+def cmd_watchdog(args) -> int:
+    from ivr import watchdog
+
+    return watchdog.main(_config(args))
 
 
 def cmd_serve(args) -> int:

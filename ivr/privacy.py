@@ -10,8 +10,10 @@ _DIGIT_RUN = re.compile(r"\d[\d -]{10,}\d")
 
 
 def mask_digits(value: str, keep: int = 4) -> str:
-    """'20261101' -> '****1101'."""
+    """'20261101' -> '****1101'. An entry with no digits (`*`, `#`) is shown as it is."""
     digits = re.sub(r"\D", "", value)
+    if not digits:
+        return value
     if len(digits) <= keep:
         return "*" * len(digits)
     return "*" * (len(digits) - keep) + digits[-keep:]

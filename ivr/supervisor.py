@@ -29,13 +29,42 @@ def _pid_file(config: Config) -> Path:
     return config.var_dir / "run" / "controller.pid"
 
 
-def _controller_pid(config: Config) -> int | None:
+def _alive(path: Path) -> int | None:
     try:
-        pid = int(_pid_file(config).read_text().split()[0])
+        pid = int(path.read_text().split()[0])
         os.kill(pid, 0)
+        # a killed controller stays a zombie until init reaps it: that is not a running one
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return None
         return pid
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _controller_pid(config: Config) -> int | None:
+    return _alive(_pid_file(config))
+
+
+def _watchdog_pid(config: Config) -> int | None:
+    from ivr.watchdog import pid_files
+
+    return _alive(pid_files(config)[0])
+
+
+def _stop(pid: int | None, timeout: float = 10) -> None:
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
 
 
 def _render_fallback(host, config: Config) -> str:
@@ -62,8 +91,10 @@ def up(config: Config, *, timeout: float = 120) -> int:
     secrets = load_secrets(config.var_dir)
     host.install_config(secrets, _render_fallback(host, config))
     host.start(config.var_dir / "log" / "asterisk.log")
-    pid = _controller_pid(config)
-    if pid is None:
+    if _watchdog_pid(config) is None:
+        from ivr.watchdog import pid_files
+
+        _stop(_controller_pid(config))  # a controller left from before the watchdog
         ready_file(config).unlink(missing_ok=True)
         log = config.var_dir / "log" / "controller.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -71,14 +102,14 @@ def up(config: Config, *, timeout: float = 120) -> int:
         if config.source:
             argv += ["--config", config.source]
         with open(log, "ab") as out:
-            proc = subprocess.Popen(argv + ["serve"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(argv + ["watchdog"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                     start_new_session=True, cwd=config.root)
-        _pid_file(config).parent.mkdir(parents=True, exist_ok=True)
-        _pid_file(config).write_text(f"{proc.pid}\n")
+        pid_files(config)[0].parent.mkdir(parents=True, exist_ok=True)
+        pid_files(config)[0].write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout
         while not ready_file(config).exists():
             if proc.poll() is not None:
-                raise IvrError(f"the controller exited ({proc.returncode}); see {log}",
+                raise IvrError(f"the controller's watchdog exited ({proc.returncode}); see {log}",
                                code="controller-start-failed")
             if time.monotonic() > deadline:
                 raise IvrError(f"the controller was not ready within {timeout:.0f} s; see {log}",
@@ -89,24 +120,18 @@ def up(config: Config, *, timeout: float = 120) -> int:
           f"{tel.controller.upper()} controller, extension {tel.extension}")
     print(f"  softphone: sip:{tel.extension}@{tel.bind}:{tel.sip_port} "
           f"(user softphone, password in {config.var_dir / 'secrets.json'})")
-    print(f"  test call: .venv/bin/ivr call flows/tests/demo.yaml")
+    print(f"  test call: .venv/bin/ivr call flows/tests/call_keys.yaml")
     return 0
 
 
 def down(config: Config) -> int:
     from ivr.telephony.asterisk import AsteriskHost
 
-    pid = _controller_pid(config)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+    from ivr.watchdog import pid_files
+
+    _stop(_watchdog_pid(config), timeout=20)  # it stops the controller cleanly first
+    _stop(_controller_pid(config))
+    pid_files(config)[0].unlink(missing_ok=True)
     _pid_file(config).unlink(missing_ok=True)
     ready_file(config).unlink(missing_ok=True)
     try:
@@ -146,8 +171,10 @@ def status(config: Config) -> int:
              + (f" ({'chroot ' + str(host.root) if host.chrooted else 'system'})" if host else "")]
     if asterisk:
         lines.append(f"channels:   {host.channel_count()}")
+    watchdog = _watchdog_pid(config)
     lines.append(f"controller: {'running pid ' + str(pid) if pid else 'stopped'}"
-                 + (f", {ready[1]} on flows {ready[2]}" if len(ready) >= 3 else ""))
+                 + (f", {ready[1]} on flows {ready[2]}" if len(ready) >= 3 else "")
+                 + (f" (watchdog pid {watchdog})" if watchdog else " (no watchdog)"))
     if tel.controller == "agi":
         lines.append(f"fastagi:    {'listening' if _port_open(tel.bind, tel.agi_port) else 'closed'} "
                      f"{tel.bind}:{tel.agi_port}")

@@ -47,6 +47,7 @@ class PromptCache:
         self._pending: dict[Path, asyncio.Future[Path]] = {}
         self.rendered = 0  # renders actually done (not served from disk or joined): for tests/stats
         self._count_lock = threading.Lock()
+        self._audio_keys: dict[tuple, Path] = {}
 
     # ---- keys and paths -------------------------------------------------------------------
     def _lang_dir(self, lang: str) -> Path:
@@ -75,12 +76,18 @@ class PromptCache:
         return p
 
     def path_for_audio(self, source: Path, lang: str) -> Path:
-        """Cache path of a recorded file: keyed by its content, so an edited recording re-converts."""
+        """Cache path of a recorded file: keyed by its content, so an edited recording re-converts.
+        The content hash is remembered per (file, size, mtime), so a hot prompt is not re-read per call."""
+        st = source.stat()
+        memo = (str(source), lang, st.st_size, st.st_mtime_ns)
+        if memo in self._audio_keys:
+            return self._audio_keys[memo]
         h = hashlib.sha256(b"recording\0" + lang.encode() + b"\0")
         with open(source, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        return self._lang_dir(lang) / ("rec-" + h.hexdigest()[:KEY_CHARS])
+        base = self._audio_keys[memo] = self._lang_dir(lang) / ("rec-" + h.hexdigest()[:KEY_CHARS])
+        return base
 
     # ---- rendering ------------------------------------------------------------------------
     @staticmethod

@@ -148,7 +148,7 @@ class FastAgiServer:
             raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), HEADER_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
                 ConnectionError):
-            _LOGGER.warning("FastAGI connection closed before its environment was complete")
+            _LOGGER.info("FastAGI connection closed before its environment was complete")
             writer.close()
             return
         headers = dict(line.split(": ", 1) for line in raw.decode("utf-8", "replace").splitlines()

@@ -8,6 +8,7 @@ Used by `ivr call`, the end-to-end tests and the call benchmark.
 from __future__ import annotations
 
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -190,6 +191,29 @@ class SippResult:
         return self.returncode == 0
 
 
+def _free_port(span: int = 1, host: str = "127.0.0.1") -> int:
+    """An even UDP port with `span` free ports from it. SIPp's `-p 0` is not "any port": it
+    tries 5060 first, and a call placed while Asterisk restarts would take Asterisk's SIP port;
+    `-mp`/`-cp` default to fixed ports that two SIPp runs at once would share."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            base = probe.getsockname()[1] & ~1
+        held = []
+        try:
+            for port in range(base, base + span):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise IvrError("no free UDP port for SIPp", code="sipp-no-port")
+
+
 def run(script: Script, *, target: str = "127.0.0.1:5060", service: str = "95511",
         caller: str = "", calls: int = 1, rate: float = 10.0, timeout: float = 300,
         **scenario_args) -> SippResult:
@@ -203,7 +227,8 @@ def run(script: Script, *, target: str = "127.0.0.1:5060", service: str = "95511
     (work / "callers.csv").write_text("SEQUENTIAL\n" + f"{number};\n")
     argv = [sipp, target, "-sf", str(work / "call.xml"), "-inf", str(work / "callers.csv"),
             "-s", service, "-m", str(calls), "-l", str(calls), "-r", str(rate),
-            "-i", "127.0.0.1", "-p", "0", "-mp", "0", "-nostdin", "-timeout", f"{int(timeout)}s",
+            "-i", "127.0.0.1", "-p", str(_free_port()), "-mp", str(_free_port(4)),
+            "-cp", str(_free_port()), "-nostdin", "-timeout", f"{int(timeout)}s",
             "-timeout_error", "-trace_err", "-trace_stat", "-fd", "1", "-max_socket", "2048"]
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=work, timeout=timeout + 30)
     return SippResult(proc.returncode, proc.stdout, proc.stderr, work)

@@ -426,6 +426,28 @@ def _load_avg() -> float | None:
         return None
 
 
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(wall, busy CPU seconds of the whole box, this process's CPU seconds incl. children)."""
+    busy = 0.0
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        ticks = [int(v) for v in fields]
+        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _others(before: tuple[float, float, float]) -> float | None:
+    """Cores' worth of CPU that other processes used meanwhile: contention skews every figure."""
+    after = _cpu_snapshot()
+    wall = after[0] - before[0]
+    if wall <= 0 or not after[1]:
+        return None
+    return round(max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / wall, 2)
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -660,14 +682,19 @@ def main(argv: list[str] | None = None) -> dict:
         out["generated"] = {"seconds": round(time.perf_counter() - t0, 2), "seed": args.seed,
                             "dir": str(flows_dir) if args.keep else "(temporary, removed)"}
         if "check" not in skip:
+            snap = _cpu_snapshot()
             out["check"] = bench_check(gen, args.runs)
-        if skip >= {"routing", "engine"}:
-            return out
-        config, flows = _load(gen)
+            out["check"]["other_processes_cpu_cores"] = _others(snap)
+        if not skip >= {"routing", "engine"}:
+            config, flows = _load(gen)
         if "routing" not in skip:
+            snap = _cpu_snapshot()
             out["routing"] = bench_routing(gen, config, flows, n_utt, args.seed, args.threads)
+            out["routing"]["other_processes_cpu_cores"] = _others(snap)
         if "engine" not in skip:
+            snap = _cpu_snapshot()
             out["engine"] = bench_engine(gen, config, flows, n_calls)
+            out["engine"]["other_processes_cpu_cores"] = _others(snap)
         out["machine"]["load_avg_1m_at_end"] = _load_avg()
         return out
     finally:
