@@ -10,10 +10,11 @@ _DIGIT_RUN = re.compile(r"\d[\d -]{10,}\d")
 
 
 def mask_digits(value: str, keep: int = 4) -> str:
-    """'20261101' -> '****1101'. An entry with no digits (`*`, `#`) is shown as it is."""
+    """'20261101' -> '****1101'. A keypad `*` or `#` is shown as it is; other text without
+    digits is hidden whole, without revealing its length."""
     digits = re.sub(r"\D", "", value)
     if not digits:
-        return value
+        return value if set(value) <= set("*#") else ("****" if value else "")
     if len(digits) <= keep:
         return "*" * len(digits)
     return "*" * (len(digits) - keep) + digits[-keep:]
