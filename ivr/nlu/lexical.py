@@ -51,3 +51,15 @@ def phrase_finder(text: str):
         return f" {p} " in padded if p.isascii() else p in low
 
     return has
+
+
+def normal_phrase(phrase: str) -> str:
+    """A keyword as rank() compares it: lowercase words joined by one space, or the CJK text."""
+    low = phrase.lower().strip()
+    return " ".join(_WORD.findall(low)) if low.isascii() else low
+
+
+def word_ngrams(text: str, longest: int) -> set[str]:
+    """Every run of 1..longest consecutive words, as normal_phrase() writes them."""
+    words = _WORD.findall(text.lower())
+    return {" ".join(words[i:i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)}

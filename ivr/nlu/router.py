@@ -46,7 +46,19 @@ class LabelIndex:
     keywords: list[tuple[str, ...]]
     postings: dict[str, np.ndarray] = field(default_factory=dict)  # feature -> rows with it
 
+    keyword_words: dict[str, list[int]] = field(default_factory=dict)  # "claim status" -> labels
+    keyword_chars: list[tuple[str, int]] = field(default_factory=list)  # (理赔进度, label)
+
     def __post_init__(self) -> None:
+        for i, words in enumerate(self.keywords):
+            for word in words:
+                phrase = lexical.normal_phrase(word)
+                if not phrase:
+                    continue
+                if phrase.isascii():
+                    self.keyword_words.setdefault(phrase, []).append(i)
+                else:
+                    self.keyword_chars.append((phrase, i))
         if not self.postings:  # an inverted index: rank() touches only rows sharing a feature
             rows: dict[str, list[int]] = {}
             for j, feats in enumerate(self.row_features):
@@ -126,15 +138,18 @@ class IntentRouter:
         feats = lexical.features(text)
         hits = [index.postings[f] for f in feats if f in index.postings]
         if hits:  # per label, the best share of the query's features one example has
-            rows = np.concatenate(hits)
-            counts = np.bincount(rows, minlength=len(index.row_features))
-            lex = np.zeros(n, dtype=np.float32)
-            np.maximum.at(lex, index.owner, (counts / len(feats)).astype(np.float32))
+            rows, counts = np.unique(np.concatenate(hits), return_counts=True)
+            lex = np.zeros(n, dtype=np.float32)  # ufunc.at only over the rows that share a feature
+            np.maximum.at(lex, index.owner[rows], (counts / len(feats)).astype(np.float32))
             scores += lex_weight * lex
-        has_phrase = lexical.phrase_finder(text)
-        for i, words in enumerate(index.keywords):
-            if words and any(has_phrase(w) for w in words):
-                scores[i] += W_KEYWORD
+        boosted: set[int] = set()
+        for gram in lexical.word_ngrams(text, 4):  # English keywords: dictionary look-ups
+            boosted.update(index.keyword_words.get(gram, ()))
+        if index.keyword_chars:
+            low = text.lower()
+            boosted.update(i for phrase, i in index.keyword_chars if phrase in low)
+        for i in boosted:
+            scores[i] += W_KEYWORD
         if exact is not None:  # said word for word: it wins outright, whatever else overlaps
             scores = np.minimum(scores, 1.0 - 2 * self.clarify_margin)
             scores[exact] = 1.0

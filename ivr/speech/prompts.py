@@ -48,6 +48,7 @@ class PromptCache:
         self.rendered = 0  # renders actually done (not served from disk or joined): for tests/stats
         self._count_lock = threading.Lock()
         self._audio_keys: dict[tuple, Path] = {}
+        self._known: dict[tuple[str, str], Path] = {}  # (text, lang) -> a base known to be complete
 
     # ---- keys and paths -------------------------------------------------------------------
     def _lang_dir(self, lang: str) -> Path:
@@ -112,9 +113,14 @@ class PromptCache:
             base = await asyncio.to_thread(self.path_for_audio, source, lang)
             work = lambda: self._convert_sync(source, base)  # noqa: E731
         else:
+            known = self._known.get((text, lang))
+            if known is not None:  # rendered files are never removed under us: no stat, no hash
+                return known
             base = self.path_for(text, lang)
             work = lambda: self._synthesize_sync(text, lang, base)  # noqa: E731
         if self._complete(base):
+            if not audio and len(self._known) < 100_000:
+                self._known[(text, lang)] = base
             return base
         pending = self._pending.get(base)
         if pending is None:

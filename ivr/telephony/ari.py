@@ -346,8 +346,6 @@ class AriController:
         def on_event(event: ev.Event) -> None:
             if isinstance(event, ev.Scene):
                 channel.show("IVR_SCENE", event.id)
-            elif isinstance(event, ev.Step):
-                channel.show("IVR_STEP", event.id)
             elif isinstance(event, ev.CallStart):
                 channel.show("IVR_CALL_ID", event.call_id)
                 channel.show("IVR_FLOW_VERSION", event.flow_version)

@@ -142,6 +142,7 @@ def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 20
             '<recv response="183" optional="true"/>', '<recv response="200" rtd="true"/>',
             f"<send>{_cdata(ACK)}</send>", f'<pause milliseconds="{answer_wait_ms}"/>']
     caller_hangs_up = False
+    keys_sent = 0
     for action in script.actions:
         if action.kind == "dtmf":
             body.append(f'<pause milliseconds="{key_gap_ms}"/>')
@@ -149,8 +150,12 @@ def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 20
                 if key not in PCAP_NAMES:
                     raise IvrError(f"no DTMF for key {key!r}", code="call-bad-key")
                 if dtmf == "info":
+                    # the hotline may hang up right after this key, before its 200 OK arrives
+                    keys_sent += 1
                     body.append(f'<send retrans="500">{_cdata(INFO.replace("KEY", key))}</send>')
-                    body.append('<recv response="200"/>')
+                    body.append(f'<recv response="200" optional="true" next="key{keys_sent}"/>')
+                    body.append('<recv request="BYE" next="server_bye"/>')
+                    body.append(f'<label id="key{keys_sent}"/>')
                 else:
                     stock = PCAP_DIR / PCAP_NAMES[key]
                     if pcap_dir is not None:
@@ -168,13 +173,18 @@ def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 20
             raise IvrError(f"`{action.kind}` actions need the speech/visual issues; this call "
                            "can only press keys, pause and hang up", code="call-unsupported-action")
     if caller_hangs_up:
-        body += [f'<send retrans="500">{_cdata(BYE)}</send>', '<recv response="200" crlf="true"/>']
+        body += [f'<send retrans="500">{_cdata(BYE)}</send>',
+                 '<recv response="200" crlf="true" next="done"/>',
+                 '<label id="server_bye"/>',  # the hotline hung up while a key was on its way
+                 f'<send>{_cdata(OK_FOR_BYE)}</send>']
     else:
         body += [f'<recv request="BYE" timeout="{end_wait_ms}" ontimeout="caller_bye"/>',
+                 '<label id="server_bye"/>',
                  f'<send next="done">{_cdata(OK_FOR_BYE)}</send>',
                  '<label id="caller_bye"/>',
-                 f'<send retrans="500">{_cdata(BYE)}</send>', '<recv response="200" crlf="true"/>',
-                 '<label id="done"/>']
+                 f'<send retrans="500">{_cdata(BYE)}</send>',
+                 '<recv response="200" crlf="true"/>']
+    body.append('<label id="done"/>')
     return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ivr call">\n'
             + "\n".join(body) + "\n</scenario>\n")
 

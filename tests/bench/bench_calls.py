@@ -41,6 +41,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def _asterisk_pid() -> int:
+    """The Asterisk daemon (`asterisk -f`), found in /proc: the chroot keeps no pid file we can trust."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"/asterisk") and b"-f" in argv:
+                return int(proc.name)
+    raise RuntimeError("Asterisk is not running")
+
+
 def _machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -111,6 +124,7 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="ivr bench calls")
     parser.add_argument("--levels", default="50,100,200,300")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="accepted; the output is always JSON")
     args = parser.parse_args(argv)
     levels = [20, 50] if args.quick else [int(x) for x in args.levels.split(",")]
     work = Path(tempfile.mkdtemp(prefix="ivr-bench-calls-"))
@@ -123,7 +137,7 @@ def main(argv: list[str]) -> dict:
     try:
         host = AsteriskHost.locate(config, provision=False)
         pid = int((config.var_dir / "run" / "controller.pid").read_text().split()[0])
-        ast_pid = int(host.host_path("/var/run/asterisk/asterisk.pid").read_text().split()[0])
+        ast_pid = _asterisk_pid()
         from ivr.speech.prompts import PromptCache
         from ivr.speech.tts import EspeakSynthesizer
         import asyncio
