@@ -120,7 +120,7 @@ def up(config: Config, *, timeout: float = 120) -> int:
           f"{tel.controller.upper()} controller, extension {tel.extension}")
     print(f"  softphone: sip:{tel.extension}@{tel.bind}:{tel.sip_port} "
           f"(user softphone, password in {config.var_dir / 'secrets.json'})")
-    print(f"  test call: .venv/bin/ivr call flows/tests/call_keys.yaml")
+    print("  test call: .venv/bin/ivr call flows/tests/call_keys.yaml")
     return 0
 
 

@@ -7,6 +7,7 @@ the channel. Everything here is numpy + the standard library `wave` (no audioop:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import tempfile
@@ -105,18 +106,15 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int, *, quality: int 
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
-def _atomic_write(path: Path, data: bytes | None = None, *, writer=None) -> None:
-    """Write to a temp file in the same folder, chmod 0644, then rename over `path`."""
+@contextlib.contextmanager
+def staged(path: Path):
+    """A temp file beside `path` to write; on success it becomes `path` (0644, renamed into
+    place, so readers never see half a file), on any error it is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            if writer is not None:
-                writer(f)
-            else:
-                f.write(data or b"")
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -125,6 +123,17 @@ def _atomic_write(path: Path, data: bytes | None = None, *, writer=None) -> None
         except FileNotFoundError:
             pass
         raise
+
+
+def _atomic_write(path: Path, data: bytes | None = None, *, writer=None) -> None:
+    """Write to a temp file in the same folder, chmod 0644, then rename over `path`."""
+    with staged(path) as tmp, open(tmp, "wb") as f:
+        if writer is not None:
+            writer(f)
+        else:
+            f.write(data or b"")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = WAV_RATE) -> None:

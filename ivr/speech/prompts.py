@@ -14,14 +14,13 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ivr.flow.prompts import placeholders
 from ivr.errors import TtsError, TtsUnavailableError
-from ivr.speech.audio import SLN16_RATE, WAV_RATE, FILE_MODE, wav_seconds, write_prompt_pair
+from ivr.speech.audio import SLN16_RATE, WAV_RATE, staged, wav_seconds, write_prompt_pair
 from ivr.speech.tts import Synthesizer, clean_text
 
 DIR_MODE = 0o755
@@ -150,12 +149,10 @@ class PromptCache:
         out = {".sln16": ["-t", "raw", "-r", str(SLN16_RATE)], ".wav": ["-t", "wav", "-r", str(WAV_RATE)]}
         for ext in (".sln16", ".wav"):  # .wav last: it marks the pair complete
             target = base.with_name(base.name + ext)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=base.parent)
-            os.close(fd)
-            # source is absolute (never "-", "-n" or "|cmd", which sox would treat specially)
-            argv = [exe, "-q", "-G", str(source), *out[ext], "-c", "1", "-b", "16", "-e", "signed-integer",
-                    "-L", tmp]
-            try:
+            with staged(target) as tmp:
+                # source is absolute (never "-", "-n" or "|cmd", which sox would treat specially)
+                argv = [exe, "-q", "-G", str(source), *out[ext], "-c", "1", "-b", "16",
+                        "-e", "signed-integer", "-L", tmp]
                 try:
                     proc = subprocess.run(argv, capture_output=True, timeout=self.sox_timeout, shell=False)
                 except subprocess.TimeoutExpired:
@@ -164,14 +161,6 @@ class PromptCache:
                 if proc.returncode != 0:
                     err = proc.stderr.decode("utf-8", "replace").strip()[:300]
                     raise TtsError(f"sox cannot convert recorded prompt {source}: {err}", code="tts-audio-bad")
-                os.chmod(tmp, FILE_MODE)
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
         self._count()
         return base
 

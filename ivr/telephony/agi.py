@@ -14,9 +14,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ivr import events as ev
 from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
+from ivr.telephony.admin import mirror_call_state
 from ivr.telephony.sanitize import agi_value, caller_id
 
 if TYPE_CHECKING:
@@ -172,12 +172,7 @@ class FastAgiServer:
         if caller in ("", "unknown"):
             caller = ""
 
-        def on_event(event: ev.Event) -> None:
-            if isinstance(event, ev.Scene):
-                channel.show("IVR_SCENE", event.id)
-            elif isinstance(event, ev.CallStart):
-                channel.show("IVR_CALL_ID", event.call_id)
-                channel.show("IVR_FLOW_VERSION", event.flow_version)
+        on_event = mirror_call_state(channel.show)
 
         try:
             await self._hotline.run_call(channel, caller, on_event=on_event,

@@ -25,10 +25,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ivr import events as ev
 from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
 from ivr.telephony.ari_client import AriClient, AriError
+from ivr.telephony.admin import mirror_call_state
 from ivr.telephony.sanitize import agi_value, caller_id
 
 if TYPE_CHECKING:
@@ -343,12 +343,7 @@ class AriController:
                                            name=f"ari-call-{channel_id}")
 
     async def _run(self, channel: AriChannel, caller: str, lang: str | None, adopted: bool) -> None:
-        def on_event(event: ev.Event) -> None:
-            if isinstance(event, ev.Scene):
-                channel.show("IVR_SCENE", event.id)
-            elif isinstance(event, ev.CallStart):
-                channel.show("IVR_CALL_ID", event.call_id)
-                channel.show("IVR_FLOW_VERSION", event.flow_version)
+        on_event = mirror_call_state(channel.show)
 
         try:
             if adopted:

@@ -10,24 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ivr.app import build_router, build_services, flow_repository
-from ivr.config import load_config
+from ivr.app import build_router, build_services
 from ivr.sim import parse_script, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("claim_report", "claim_status", "policy_query", "premium_payment", "card_bill",
             "card_lost", "roadside_rescue", "address_change", "complaint", "agent")
 SCRIPTS = sorted((ROOT / "flows" / "tests").rglob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def config():
-    return load_config(str(ROOT / "config.yaml"))
-
-
-@pytest.fixture(scope="module")
-def flows(config):
-    return flow_repository(config).load()
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from ivr import events as ev
-from ivr.app import build_services, flow_repository
-from ivr.config import load_config
+from ivr.app import build_services
 from ivr.flow.state import CallState
 from ivr.nlu.router import IntentRouter
 from ivr.privacy import mask_phone
@@ -33,16 +32,6 @@ SCRIPTS = ROOT / "flows" / "tests"
 RESOLVED = SCRIPTS / "claim_status" / "en_keypad.yaml"  # +15550100002, ends resolved, ivr hangs up
 TRANSFERRED = SCRIPTS / "agent" / "en_keypad.yaml"  # +15550100005, transferred to agents
 ZH_CARD = SCRIPTS / "card_lost" / "zh_keypad.yaml"  # +8613800000001, freezes card 4321
-
-
-@pytest.fixture(scope="module")
-def config():
-    return load_config(str(ROOT / "config.yaml"))
-
-
-@pytest.fixture(scope="module")
-def flows(config):
-    return flow_repository(config).load()
 
 
 @pytest.fixture(scope="module")
