@@ -1,6 +1,7 @@
 """`ivr bench calls --json`: real SIP calls through Asterisk, from SIPp on the same box.
 
-For each concurrency level, the same caller (listen to a ~10 s prompt, press 1, hear goodbye)
+For each concurrency level, the same caller (listen to a ~10 s prompt, press 1, listen to a
+second ~10 s prompt, hear goodbye; calls start at level/20 per second so they all overlap)
 calls our FastAGI controller (a one-scene flow set, tests/bench/flows_calls/) and then a bare
 panoramisk handler that answers, plays the same prompt, reads a digit and hangs up. Reported
 per level: SIPp's successful/failed calls and retransmissions, the CPU each handler process
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,15 +108,31 @@ def _run_level(host, config, level: int, service: str, pid: int, ast_pid: int) -
     script = Script("bench", [Action("silence", 10.5), Action("dtmf", "1")])
     cpu0, ast0 = _cpu_seconds(pid), _cpu_seconds(ast_pid)
     started = time.monotonic()
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:  # how many calls really overlap
+        while not done.wait(1.0):
+            try:
+                peak[0] = max(peak[0], host.channel_count())
+            except Exception:
+                pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    # Calls last ~24 s and start over ~20 s, so they all overlap; the setup rate stays at
+    # level/20 per second (10/s for 200): bursts of call setups are a different measurement.
     result = sipp.run(script, target=f"{config.telephony.bind}:{config.telephony.sip_port}",
-                      service=service, caller="+15550199999", calls=level, rate=max(10.0, level / 5),
-                      key_gap_ms=0, answer_wait_ms=0, end_wait_ms=15000, dtmf="info", timeout=300)
+                      service=service, caller="+15550199999", calls=level, rate=max(5.0, level / 20),
+                      key_gap_ms=0, answer_wait_ms=0, end_wait_ms=30000, dtmf="info", timeout=300)
+    done.set()
+    sampler.join()
     wall = time.monotonic() - started
     leftover = _wait_idle(host)
     cpu1, ast1 = _cpu_seconds(pid), _cpu_seconds(ast_pid)
     stats = _sipp_stats(result.workdir)
     ok = stats.get("successful") or 1
-    return {"calls": level, **stats, "sipp_exit": result.returncode, "wall_s": round(wall, 1),
+    return {"calls": level, "peak_channels": peak[0], **stats, "sipp_exit": result.returncode, "wall_s": round(wall, 1),
             "handler_cpu_ms_per_call": round((cpu1 - cpu0) / ok * 1000, 2),
             "asterisk_cpu_ms_per_call": round((ast1 - ast0) / ok * 1000, 2),
             "channels_left": leftover}
@@ -143,11 +161,12 @@ def main(argv: list[str]) -> dict:
         import asyncio
 
         flows_text = (ROOT / "tests/bench/flows_calls/bench.yaml").read_text()
-        text = flows_text.split('en: "', 1)[1].split('"', 1)[0]
+        texts = [t.split('"', 1)[0] for t in flows_text.split('en: "')[1:]]
+        texts = [texts[0], texts[2], texts[3]]  # long prompt, second prompt, goodbye ("Press 1." is [1])
         cache = PromptCache(host.host_path(SOUNDS_DIR) / "cache", EspeakSynthesizer())
-        prompt = "/" + str(asyncio.run(cache.render(text, "en")).relative_to(host.root))
+        prompts = ["/" + str(asyncio.run(cache.render(t, "en")).relative_to(host.root)) for t in texts]
         bare = subprocess.Popen([sys.executable, str(ROOT / "tests/bench/bare_agi.py"),
-                                 str(config.telephony.agi_port + 17), prompt],
+                                 str(config.telephony.agi_port + 17), *prompts],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         bare.stdout.readline()
         results = []
