@@ -62,6 +62,7 @@ class Hotline:
         self.asterisk_root = asterisk_root or Path("/")
         self.ami = ami
         self.active: dict[str, Any] = {}
+        self._background: set[asyncio.Task] = set()  # fire-and-forget AMI events, kept referenced
 
     async def run_call(self, channel, caller: str, *, on_event=None, channel_name: str = "",
                        lang: str | None = None):
@@ -114,7 +115,9 @@ class Hotline:
             if isinstance(event, (ev.Scene, ev.Transfer, ev.Hangup)):
                 fields = {"Channel": channel_name, "CallID": runner.state.call_id,
                           "Scene": runner.state.scene, "IvrEvent": str(event.type)}
-                asyncio.get_running_loop().create_task(self.ami.user_event("IVRState", fields))
+                task = asyncio.get_running_loop().create_task(self.ami.user_event("IVRState", fields))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
         return publish
 

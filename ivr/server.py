@@ -76,8 +76,7 @@ async def serve(config: Config) -> None:
         if hotline.active:
             _LOGGER.warning("stopping with %d calls in progress; the dialplan takes them over",
                             len(hotline.active))
-        if store is not None:
-            store.close()
+        await asyncio.to_thread(store.close, 30)
         ami.close()
 
 
@@ -98,10 +97,8 @@ async def _prerender(prompts, repo) -> None:
 
 
 def _open_store(config: Config):
-    try:
-        from ivr.store.calls import CallStore
-    except ImportError:
-        return None
+    from ivr.store.calls import CallStore
+
     return CallStore(config.var_dir / "ivr.db")
 
 

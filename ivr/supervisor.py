@@ -91,12 +91,12 @@ def up(config: Config, *, timeout: float = 120) -> int:
     secrets = load_secrets(config.var_dir)
     host.install_config(secrets, _render_fallback(host, config))
     host.start(config.var_dir / "log" / "asterisk.log")
+    log = config.var_dir / "log" / "controller.log"
     if _watchdog_pid(config) is None:
         from ivr.watchdog import pid_files
 
         _stop(_controller_pid(config))  # a controller left from before the watchdog
         ready_file(config).unlink(missing_ok=True)
-        log = config.var_dir / "log" / "controller.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "ivr"]
         if config.source:
@@ -106,15 +106,16 @@ def up(config: Config, *, timeout: float = 120) -> int:
                                     start_new_session=True, cwd=config.root)
         pid_files(config)[0].parent.mkdir(parents=True, exist_ok=True)
         pid_files(config)[0].write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + timeout
-        while not ready_file(config).exists():
-            if proc.poll() is not None:
-                raise IvrError(f"the controller's watchdog exited ({proc.returncode}); see {log}",
-                               code="controller-start-failed")
-            if time.monotonic() > deadline:
-                raise IvrError(f"the controller was not ready within {timeout:.0f} s; see {log}",
-                               code="controller-start-failed")
-            time.sleep(0.2)
+    # Ready means the controller that wrote the ready file is alive: a file left by a killed
+    # controller doesn't count while the watchdog restarts it.
+    deadline = time.monotonic() + timeout
+    while _alive(ready_file(config)) is None:
+        if _watchdog_pid(config) is None:
+            raise IvrError(f"the controller's watchdog exited; see {log}", code="controller-start-failed")
+        if time.monotonic() > deadline:
+            raise IvrError(f"the controller was not ready within {timeout:.0f} s; see {log}",
+                           code="controller-start-failed")
+        time.sleep(0.2)
     tel = config.telephony
     print(f"hotline up: Asterisk ({'chroot ' + str(host.root) if host.chrooted else 'system'}), "
           f"{tel.controller.upper()} controller, extension {tel.extension}")
@@ -166,7 +167,7 @@ def status(config: Config) -> int:
     except IvrError:
         host, asterisk = None, False
     pid = _controller_pid(config)
-    ready = ready_file(config).read_text().split() if ready_file(config).exists() else []
+    ready = ready_file(config).read_text().split() if _alive(ready_file(config)) else []
     lines = [f"asterisk:   {'running' if asterisk else 'stopped'}"
              + (f" ({'chroot ' + str(host.root) if host.chrooted else 'system'})" if host else "")]
     if asterisk:
