@@ -48,6 +48,7 @@ class LabelIndex:
 
     keyword_words: dict[str, list[int]] = field(default_factory=dict)  # "claim status" -> labels
     keyword_chars: list[tuple[str, int]] = field(default_factory=list)  # (理赔进度, label)
+    keyword_span: int = 0  # words in the longest English keyword
 
     def __post_init__(self) -> None:
         for i, words in enumerate(self.keywords):
@@ -57,6 +58,7 @@ class LabelIndex:
                     continue
                 if phrase.isascii():
                     self.keyword_words.setdefault(phrase, []).append(i)
+                    self.keyword_span = max(self.keyword_span, phrase.count(" ") + 1)
                 else:
                     self.keyword_chars.append((phrase, i))
         if not self.postings:  # an inverted index: rank() touches only rows sharing a feature
@@ -143,7 +145,7 @@ class IntentRouter:
             np.maximum.at(lex, index.owner[rows], (counts / len(feats)).astype(np.float32))
             scores += lex_weight * lex
         boosted: set[int] = set()
-        for gram in lexical.word_ngrams(text, 4):  # English keywords: dictionary look-ups
+        for gram in lexical.word_ngrams(text, index.keyword_span):  # English keywords: look-ups
             boosted.update(index.keyword_words.get(gram, ()))
         if index.keyword_chars:
             low = text.lower()

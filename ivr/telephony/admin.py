@@ -1,10 +1,24 @@
-"""What admins see of a call in Asterisk: channel variables for `core show channel`."""
+"""Channel variables: what admins see in `core show channel`, and what the dialplan reads
+when a controller hands a call back (dialplans/extensions.conf, `ivr-after`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 from ivr import events as ev
+from ivr.telephony.sanitize import agi_value
+
+CONTEXT_LIMIT = 1000  # IVR_CONTEXT, the call's context for the agent, in characters
+
+
+def transfer_variables(queue: str, context: dict) -> dict[str, str]:
+    """IVR_QUEUE, IVR_REASON, IVR_PRIORITY and IVR_CONTEXT for a transfer, sanitised; the
+    caller sets IVR_ACTION=transfer after these, so the dialplan never sees half a handover."""
+    payload = json.dumps(context, ensure_ascii=True, default=str)
+    return {"IVR_QUEUE": agi_value(queue), "IVR_REASON": agi_value(context.get("reason", "")),
+            "IVR_PRIORITY": agi_value(context.get("priority", "normal")),
+            "IVR_CONTEXT": agi_value(payload, CONTEXT_LIMIT)}
 
 
 def mirror_call_state(show: Callable[[str, str], None]) -> Callable[[ev.Event], None]:

@@ -9,14 +9,13 @@ dies mid-call leaves IVR_ACTION empty, and the dialplan falls back to an apology
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
-from ivr.telephony.admin import mirror_call_state
+from ivr.telephony.admin import CONTEXT_LIMIT, mirror_call_state, transfer_variables
 from ivr.telephony.sanitize import agi_value, caller_id
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class AgiChannel:
     async def _flush_vars(self) -> None:
         while self._vars:
             name, value = self._vars.popitem()
-            await self._send(f'SET VARIABLE {name} "{agi_value(value)}"')
+            await self._send(f'SET VARIABLE {name} "{agi_value(value, CONTEXT_LIMIT)}"')
 
     def show(self, name: str, value: str) -> None:
         """Set a channel variable before the next command (admins see it in `core show channel`)."""
@@ -102,11 +101,8 @@ class AgiChannel:
         return CallerInput("dtmf", chr(code)) if code > 0 else TIMEOUT
 
     async def transfer(self, queue: str, context: dict) -> None:
-        payload = json.dumps(context, ensure_ascii=True, default=str)[:1000]
-        self.show("IVR_QUEUE", queue)
-        self.show("IVR_REASON", str(context.get("reason", "")))
-        self.show("IVR_PRIORITY", str(context.get("priority", "normal")))
-        self.show("IVR_CONTEXT", payload)
+        for name, value in transfer_variables(queue, context).items():
+            self.show(name, value)
         self.show("IVR_ACTION", "transfer")
         await self.command("NOOP transfer")
 

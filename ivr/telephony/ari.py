@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import uuid
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Callable
 from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
 from ivr.telephony.ari_client import AriClient, AriError
-from ivr.telephony.admin import mirror_call_state
+from ivr.telephony.admin import mirror_call_state, transfer_variables
 from ivr.telephony.sanitize import agi_value, caller_id
 
 if TYPE_CHECKING:
@@ -187,10 +186,7 @@ class AriChannel:
         return TIMEOUT
 
     async def transfer(self, queue: str, context: dict) -> None:
-        payload = json.dumps(context, ensure_ascii=True, default=str)
-        await self._set_vars({"IVR_QUEUE": queue, "IVR_REASON": str(context.get("reason", "")),
-                              "IVR_PRIORITY": str(context.get("priority", "normal")),
-                              "IVR_CONTEXT": agi_value(payload, 1000)})
+        await self._set_vars(transfer_variables(queue, context))
         await self._set_vars({"IVR_ACTION": "transfer"})
         await self.release()
 

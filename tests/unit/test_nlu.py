@@ -124,6 +124,17 @@ def test_router_scenes_and_keywords():
     assert r.scene_index(flows) is index  # cached per flow version
 
 
+def test_router_keywords_of_any_length_and_in_chinese():
+    r = IntentRouter(None)
+    index = r.build({"a": ["alpha example"], "b": ["beta example"]},
+                    {"b": ["my car will not start at all", "拖车"]})
+    long_kw = dict(r.rank(index, "well my car will not start at all today"))
+    assert long_kw["b"] > long_kw["a"]  # a six-word keyword still boosts
+    zh = dict(r.rank(index, "我需要拖车"))
+    assert zh["b"] > zh["a"]
+    assert index.keyword_span == 7  # the n-grams looked up reach the longest keyword
+
+
 def test_router_cache_is_bounded():
     r = IntentRouter(None, cache_size=2)
     for i in range(5):
