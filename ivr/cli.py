@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="PATH", help="the call store (default: var/ivr.db)")
     p.set_defaults(func=cmd_call)
 
+    p = sub.add_parser("models", help="install or list the on-box speech models (voice_models/)")
+    p.add_argument("action", choices=("install", "list"))
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("transcribe", help="recognise the speech in a WAV file with the on-box ASR")
+    p.add_argument("file", metavar="FILE.wav")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="the language spoken (default: en)")
+    p.add_argument("--json", action="store_true", help="print text, confidence and timing as JSON")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("say", help="synthesise text with the hotline's voice into a WAV file")
+    p.add_argument("text")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.wav")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="the language (default: en)")
+    p.add_argument("--rate", type=int, default=8000, help="sample rate of the file (default: 8000, as on a call)")
+    p.set_defaults(func=cmd_say)
+
     p = sub.add_parser("watchdog", help="run the controller and restart it if it dies (`ivr up` starts it)")
     p.set_defaults(func=cmd_watchdog)
 
@@ -166,6 +184,37 @@ def _human(event) -> str:
         return f"{t:7.1f}s  CALL  [{d['kind']}] {d['value']}"
     rest = " ".join(f"{k}={v}" for k, v in d.items() if v not in (None, "", {}))
     return f"{t:7.1f}s  ----  {kind} {rest}"
+
+
+def cmd_models(args) -> int:
+    from ivr.speech import models
+
+    config = _config(args)
+    if args.action == "install":
+        report = models.install(config.speech, progress=lambda line: print(line, file=sys.stderr))
+    else:
+        report = models.listing(config.speech)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(models.format_listing(report))
+    return 0 if all(m.get("installed") for m in report["models"] if m.get("required")) else 1
+
+
+def cmd_transcribe(args) -> int:
+    from ivr.speech import asr
+
+    result = asr.transcribe_file(_config(args).speech, args.file, args.lang)
+    print(json.dumps(result, ensure_ascii=False) if args.json else result["text"])
+    return 0
+
+
+def cmd_say(args) -> int:
+    from ivr.speech import voices
+
+    info = voices.say_to_file(_config(args).speech, args.text, args.lang, args.output, rate=args.rate)
+    print(f"{args.output}: {info['seconds']:.2f} s, {info['voice']}", file=sys.stderr)
+    return 0
 
 
 def cmd_supervise(args) -> int:

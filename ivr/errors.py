@@ -36,6 +36,24 @@ class ModelMissingError(IvrError):
     code = "model-missing"
 
 
+class AsrModelMissingError(ModelMissingError):
+    """No speech recognition model where config points; the message names `ivr models install`."""
+
+    code = "asr-model-missing"
+
+
+class TtsModelMissingError(ModelMissingError):
+    """No TTS voice where config points; the message names `ivr models install`."""
+
+    code = "tts-model-missing"
+
+
+class AsrError(IvrError):
+    """Recognition failed or was refused (asr-busy when the queue is full, asr-timeout)."""
+
+    code = "asr-failed"
+
+
 class TtsError(IvrError):
     """Rendering a prompt failed (the synthesizer or sox broke, or the text cannot be spoken)."""
 
