@@ -53,7 +53,7 @@ class Hotline:
     current flows (recorded in the store), and turn a prompt into a file Asterisk can play."""
 
     def __init__(self, config: Config, repo, services: CallServices, *, store=None, prompts=None,
-                 asterisk_root: Path | None = None, ami=None) -> None:
+                 asterisk_root: Path | None = None, ami=None, hearing=None, audio_server=None) -> None:
         self.config = config
         self.repo = repo
         self.services = services
@@ -61,6 +61,8 @@ class Hotline:
         self.prompts = prompts
         self.asterisk_root = asterisk_root or Path("/")
         self.ami = ami
+        self.hearing = hearing  # speech recognition for live calls (None: keys only)
+        self.audio_server = audio_server  # where Asterisk streams callers' audio
         self.active: dict[str, Any] = {}
         self._background: set[asyncio.Task] = set()  # fire-and-forget AMI events, kept referenced
 
@@ -75,6 +77,8 @@ class Hotline:
             self.store.attach(runner.stream, runner.state, channel=channel_name or None)
         if self.ami is not None:
             runner.stream.subscribe(self._admin_events(runner, channel_name))
+        if hasattr(channel, "on_timing"):
+            channel.on_timing = self._timing_publisher(runner, channel)
         answered = getattr(channel, "answered_at", None)
         if answered is not None:
             try:
@@ -89,6 +93,15 @@ class Hotline:
             self.active.pop(runner.state.call_id, None)
             if self.store is not None:
                 self.store.finish(runner.state.call_id, runner.state)
+
+    @staticmethod
+    def _timing_publisher(runner, channel):
+        from ivr import events as ev
+
+        def publish(name: str, ms: float) -> None:
+            runner.stream.publish(ev.Timing(t=channel.clock(), name=name, ms=round(ms, 1)))
+
+        return publish
 
     @staticmethod
     def _first_prompt_timer(runner, answered_at: float | None):

@@ -1,6 +1,7 @@
 """The controller process (`ivr serve`): start order of the live services, and clean stop.
 
-flows -> router (warm) -> AMI + AstDB flags -> store -> prompt cache -> FastAGI or ARI.
+flows -> router (warm) -> AMI + AstDB flags -> store -> prompt cache -> speech (models warm,
+AudioSocket server) -> FastAGI or ARI.
 `ivr up` runs this in the background and waits for its ready file.
 """
 
@@ -43,8 +44,9 @@ async def serve(config: Config) -> None:
     services = dataclasses.replace(build_services(config, router=router), flags=flags)
     store = _open_store(config)
     prompts = PromptCache(host.host_path(SOUNDS_DIR) / "cache", EspeakSynthesizer())
+    hearing, audio_server = await _start_hearing(config)
     hotline = Hotline(config, repo, services, store=store, prompts=prompts,
-                      asterisk_root=host.root, ami=ami)
+                      asterisk_root=host.root, ami=ami, hearing=hearing, audio_server=audio_server)
     tasks = [asyncio.create_task(flags.run(), name="astdb-flags"),
              asyncio.create_task(_prerender(prompts, repo), name="prompt-prerender")]
     if config.flows.reload:
@@ -71,6 +73,8 @@ async def serve(config: Config) -> None:
     finally:
         ready.unlink(missing_ok=True)
         await controller.stop()
+        if audio_server is not None:
+            await audio_server.stop()
         for task in tasks:
             task.cancel()
         if hotline.active:
@@ -78,6 +82,21 @@ async def serve(config: Config) -> None:
                             len(hotline.active))
         await asyncio.to_thread(store.close, 30)
         ami.close()
+
+
+async def _start_hearing(config: Config):
+    """Speech for live calls: the models loaded now (a missing one stops the start with its
+    clear error, naming `ivr models install`) and the AudioSocket server callers' audio comes to."""
+    if not config.speech.enabled:
+        return None, None
+    from ivr.speech.hearing import Hearing
+    from ivr.telephony.audiosocket import AudioSocketServer
+
+    hearing = Hearing(config.speech)
+    await asyncio.to_thread(hearing.warm)
+    server = AudioSocketServer(config.telephony.bind, config.speech.audiosocket_port)
+    await server.start()
+    return hearing, server
 
 
 async def _prerender(prompts, repo) -> None:

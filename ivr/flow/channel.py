@@ -26,6 +26,7 @@ class ListenSpec:
     timeout: float = 6.0  # seconds to wait for the first input
     max_keys: int | None = 1  # keys that complete an entry without `#`; None: until `#`
     hints: tuple[str, ...] = ()  # words the recogniser should expect here
+    lang: str = ""  # the language to recognise ("" = the transport's last prompt's)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class PromptOut:
     barge_in: bool = True
     audio: str | None = None  # a recorded file that overrides TTS
     key: str = ""  # stable id of a static prompt (scene.step), for the prompt cache
+    expect: ListenSpec | None = None  # the input this prompt asks for: speech over it may barge in
 
 
 class Channel(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, TypeVar
 
 from ivr import events as ev
@@ -92,13 +92,15 @@ class StepContext:
     def render(self, text: dict[str, str] | None) -> str:
         return render(text, self.lang, self.values(), self.flows.hotline.default_language)
 
-    async def say(self, text: dict[str, str] | None, *, barge_in: bool = True) -> CallerInput | None:
+    async def say(self, text: dict[str, str] | None, *, barge_in: bool = True,
+                  expect: ListenSpec | None = None) -> CallerInput | None:
         spoken = self.render(text)
         if not spoken:
             return None
         key = f"{self.scene.id}.{self.step.id}" if self.scene and self.step else ""
         audio = (text or {}).get("audio", {})
-        out = PromptOut(spoken, self.lang, barge_in, audio.get(self.lang) if isinstance(audio, dict) else None, key)
+        out = PromptOut(spoken, self.lang, barge_in, audio.get(self.lang) if isinstance(audio, dict) else None, key,
+                        expect)
         shown = spoken
         for name in self.sensitive_slots:  # a read-back ("the card ending 4321?") stays out of events
             value = str(self.state.slots.get(name) or "")
@@ -112,7 +114,7 @@ class StepContext:
         if self.typeahead and spec.dtmf:
             keys, self.typeahead = self.typeahead[:MAX_KEYS], ""
             return CallerInput("dtmf", keys)
-        return await self.channel.listen(spec)
+        return await self.channel.listen(replace(spec, lang=spec.lang or self.lang))
 
     async def _keys(self, first: str, spec: ListenSpec) -> CallerInput:
         """Apply the keypad convention: `*` deletes the last digit, `#` submits."""
@@ -172,10 +174,11 @@ class StepContext:
             say_lead, say_text = lead, text
             if self.typeahead and spec.dtmf:  # the caller already keyed ahead: don't make them listen
                 say_lead = say_text = None
+            expect = replace(spec, lang=spec.lang or self.lang)
             if say_lead:
-                barged = await self.say(say_lead, barge_in=barge_in)
+                barged = await self.say(say_lead, barge_in=barge_in, expect=expect)
             if barged is None and say_text:
-                barged = await self.say(say_text, barge_in=barge_in)
+                barged = await self.say(say_text, barge_in=barge_in, expect=expect)
             lead = None
             inp = barged or await self._next(spec)
             while inp.kind == "dtmf" and not spec.dtmf:  # keys where only speech counts: ignore

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
 from ivr.telephony.admin import CONTEXT_LIMIT, mirror_call_state, transfer_variables
+from ivr.telephony.audio_fork import AgiAudioFork
 from ivr.telephony.sanitize import agi_value, caller_id
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ _LOGGER = logging.getLogger(__name__)
 BARGE_KEYS = "0123456789*#"
 HEADER_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 3600.0  # a STREAM FILE of a long prompt legitimately takes a while
+DIGIT_SLICE_MS = 250  # while listening for speech too, keys are polled in slices this long
 
 
 class AgiChannel:
@@ -39,6 +41,12 @@ class AgiChannel:
         self.hung_up = False
         self.name = request.headers.get("agi_channel", "")
         self.uniqueid = request.headers.get("agi_uniqueid", "")
+        self._ear = None  # the call's SpeechListener, opened the first time speech is expected
+        self._fork: AgiAudioFork | None = None
+        self._no_ear = False
+        self._playing = False
+        self._last_heard = None
+        self.on_timing = None  # (name, ms): set by the Hotline to publish Timing events
 
     async def answered_at(self) -> float | None:
         """When the dialplan answered (IVR_T0, epoch seconds), for answer-to-first-audio."""
@@ -83,30 +91,115 @@ class AgiChannel:
     async def play(self, prompt: PromptOut) -> CallerInput | None:
         path = await self._hotline.prompt_file(prompt)
         keys = BARGE_KEYS if prompt.barge_in else ""
-        result = await self.command(f'STREAM FILE {path} "{keys}"')
+        expect = prompt.expect
+        ear = await self._open_ear(expect)
+        if ear is not None:
+            ear.clear()
+            ear.prompt(barge=prompt.barge_in, lang=expect.lang or prompt.lang, hints=expect.hints)
+        self._report_turn()
+        self._playing = True
+        try:
+            result = await self.command(f'STREAM FILE {path} "{keys}"')
+        finally:
+            self._playing = False
         code = _result_code(result)
         if code < 0:
             _LOGGER.error("STREAM FILE %s failed on %s", path, self.name)
+        if code > 0:
+            return CallerInput("dtmf", chr(code))
+        if ear is None:
             return None
-        return CallerInput("dtmf", chr(code)) if code > 0 else None
+        try:
+            if ear.barged_at is not None:  # the caller spoke over it: their words are the answer
+                return self._heard(await ear.result(timeout=0))
+            return None
+        finally:
+            ear.idle()
 
     async def listen(self, spec: ListenSpec) -> CallerInput:
-        if not spec.dtmf:
-            # Speech capture arrives with the speech issue; until then a speech-only step
-            # hears nothing here and its no-input policy takes over after the timeout.
-            await self.command(f"EXEC Wait {max(spec.timeout, 0.1):.1f}")
-            return TIMEOUT
-        result = await self.command(f"WAIT FOR DIGIT {int(spec.timeout * 1000)}")
-        code = _result_code(result)
-        return CallerInput("dtmf", chr(code)) if code > 0 else TIMEOUT
+        ear = await self._open_ear(spec)
+        if ear is None:
+            if not spec.dtmf:  # speech is off or unavailable: the step's no-input policy follows
+                await self.command(f"EXEC Wait {max(spec.timeout, 0.1):.1f}")
+                return TIMEOUT
+            result = await self.command(f"WAIT FOR DIGIT {int(spec.timeout * 1000)}")
+            code = _result_code(result)
+            return CallerInput("dtmf", chr(code)) if code > 0 else TIMEOUT
+        ear.listen(lang=spec.lang, hints=spec.hints)
+        deadline = self.clock() + spec.timeout
+        try:
+            while True:
+                if ear.ready() or ear.busy:  # speech under way: wait for its words, not for keys
+                    heard = await ear.result(timeout=max(deadline - self.clock(), 0.0))
+                    if heard is not None:
+                        return self._heard(heard)
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    return TIMEOUT
+                # WAIT FOR DIGIT cannot be interrupted; short slices let speech take over
+                result = await self.command(f"WAIT FOR DIGIT {int(min(remaining * 1000, DIGIT_SLICE_MS))}")
+                code = _result_code(result)
+                if code > 0 and spec.dtmf:
+                    return CallerInput("dtmf", chr(code))
+        finally:
+            ear.idle()
+
+    # -- speech --------------------------------------------------------------------------------
+    async def _open_ear(self, spec: ListenSpec | None):
+        """The call's listener, forked the first time speech is expected; None when speech is
+        off or the fork could not start (the call goes on with keys)."""
+        if spec is None or not spec.speech or self._no_ear or self.hung_up:
+            return None
+        if self._ear is not None:
+            return self._ear
+        hearing = getattr(self._hotline, "hearing", None)
+        server = getattr(self._hotline, "audio_server", None)
+        if hearing is None or server is None or self._hotline.ami is None:
+            self._no_ear = True
+            return None
+        listener = hearing.listener(on_barge=self._on_barge)
+        fork = AgiAudioFork(self._hotline.ami, server, self.name)
+        if not await fork.open(listener):
+            self._no_ear = True
+            return None
+        self._ear, self._fork = listener, fork
+        return listener
+
+    def _on_barge(self) -> None:
+        if self._playing and self._fork is not None:
+            self._fork.stop_prompt()
+
+    def _heard(self, heard) -> CallerInput | None:
+        if heard is None:
+            return None
+        self._last_heard = heard
+        if self.on_timing is not None:
+            self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
+        return CallerInput("speech", heard.text, heard.confidence)
+
+    def _report_turn(self) -> None:
+        """Turn latency: from the end of the caller's speech to the reply's first audio."""
+        heard, self._last_heard = self._last_heard, None
+        if heard is not None and self.on_timing is not None:
+            self.on_timing("turn_latency", (time.monotonic() - heard.speech_end) * 1000)
+
+    def close_ear(self) -> None:
+        if self._fork is not None:
+            self._fork.close()
+            self._fork = None
+        if self._ear is not None:
+            self._ear.close()
+            self._ear = None
 
     async def transfer(self, queue: str, context: dict) -> None:
+        self.close_ear()
         for name, value in transfer_variables(queue, context).items():
             self.show(name, value)
         self.show("IVR_ACTION", "transfer")
         await self.command("NOOP transfer")
 
     async def hangup(self) -> None:
+        self.close_ear()
         self.show("IVR_ACTION", "hangup")
         await self.command("NOOP hangup")
 
@@ -175,3 +268,5 @@ class FastAgiServer:
                                          channel_name=channel.name)
         except Exception:
             _LOGGER.exception("AGI call on %s failed", channel.name)
+        finally:
+            channel.close_ear()

@@ -128,15 +128,42 @@ def _renumbered_pcap(src: Path, dest: Path, index: int) -> Path:
     return dest
 
 
+def speech_file(text: str, lang: str, dest: Path, speech_cfg=None) -> float:
+    """The caller's words as SIPp's `rtp_stream` wants them: raw A-law, 8 kHz (a WAV would be
+    sent header and all). Spoken by the hotline's own voice for the language. Returns seconds."""
+    from ivr.speech.voices import say_to_file
+
+    wav = dest.with_suffix(".wav")
+    if speech_cfg is None:
+        from ivr.config import SpeechConfig
+
+        speech_cfg = SpeechConfig()
+    info = say_to_file(speech_cfg, text, lang, str(wav), rate=8000)
+    proc = subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-e", "a-law", "-t", "al", str(dest)],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise IvrError(f"sox could not make A-law audio: {proc.stderr.strip()[:200]}", code="call-audio")
+    return float(info["seconds"])
+
+
 def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 2000,
-             end_wait_ms: int = 30000, dtmf: str = "rfc4733", pcap_dir: Path | None = None) -> str:
+             end_wait_ms: int = 30000, dtmf: str = "rfc4733", pcap_dir: Path | None = None,
+             speech_cfg=None, say_gap_ms: int | None = None) -> str:
     """SIPp XML for one scripted caller. Keys start after `answer_wait_ms`; each dtmf action
     waits `key_gap_ms` first (the caller listens), `silence: N` pauses N seconds; at the end the
     caller waits up to `end_wait_ms` for the hotline to hang up, then hangs up itself.
     With `pcap_dir`, RFC 4733 keys are played from renumbered copies written there (any key
     sequence works); without it, from SIPp's stock pcaps (a key that repeats the last one, or
-    comes earlier in 1..9 * # 0 order, is dropped by Asterisk)."""
+    comes earlier in 1..9 * # 0 order, is dropped by Asterisk).
+    A `say` action waits `say_gap_ms` (default: `key_gap_ms`), then streams the words, spoken by
+    the hotline's voice, as the caller's RTP; keys in such a call go as SIP INFO, because
+    Asterisk drops RFC 4733 digits that come from another port than the stream's."""
     digits = 0
+    says = 0
+    if any(a.kind == "say" for a in script.actions):
+        dtmf = "info"
+        if pcap_dir is None:
+            raise IvrError("a call that speaks needs a work folder for its audio", code="call-audio")
     body = [f'<send retrans="500">{_cdata(INVITE)}</send>',
             '<recv response="100" optional="true"/>', '<recv response="180" optional="true"/>',
             '<recv response="183" optional="true"/>', '<recv response="200" rtd="true"/>',
@@ -169,9 +196,18 @@ def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 20
         elif action.kind == "hangup":
             caller_hangs_up = True
             break
-        elif action.kind in ("say", "click"):
-            raise IvrError(f"`{action.kind}` actions need the speech/visual issues; this call "
-                           "can only press keys, pause and hang up", code="call-unsupported-action")
+        elif action.kind == "say":
+            text, lang = (action.value, script.lang or "en") if isinstance(action.value, str) \
+                else (action.value.get("text", ""), action.value.get("lang") or script.lang or "en")
+            audio = pcap_dir / f"say_{says:03d}.al"
+            says += 1
+            seconds = speech_file(str(text), str(lang), audio, speech_cfg)
+            body.append(f'<pause milliseconds="{key_gap_ms if say_gap_ms is None else say_gap_ms}"/>')
+            body.append(f'<nop><action><exec rtp_stream="{escape(str(audio))},1,8"/></action></nop>')
+            body.append(f'<pause milliseconds="{int(seconds * 1000) + 100}"/>')
+        elif action.kind == "click":
+            raise IvrError("`click` actions need the visual issue's web page; this call can only "
+                           "press keys, speak, pause and hang up", code="call-unsupported-action")
     if caller_hangs_up:
         body += [f'<send retrans="500">{_cdata(BYE)}</send>',
                  '<recv response="200" crlf="true" next="done"/>',
