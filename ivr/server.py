@@ -26,7 +26,7 @@ def ready_file(config: Config) -> Path:
 
 async def serve(config: Config) -> None:
     from ivr.speech.prompts import PromptCache
-    from ivr.speech.tts import EspeakSynthesizer
+    from ivr.speech.voices import build_synthesizer, prerender_cache
     from ivr.telephony.ami import AmiClient, AstDbFlags
     from ivr.telephony.asterisk import SOUNDS_DIR, AsteriskHost, load_secrets
 
@@ -43,12 +43,14 @@ async def serve(config: Config) -> None:
     await flags.refresh()
     services = dataclasses.replace(build_services(config, router=router), flags=flags)
     store = _open_store(config)
-    prompts = PromptCache(host.host_path(SOUNDS_DIR) / "cache", EspeakSynthesizer())
+    prompts = PromptCache(host.host_path(SOUNDS_DIR) / "cache",
+                          await asyncio.to_thread(build_synthesizer, config.speech))
     hearing, audio_server = await _start_hearing(config)
     hotline = Hotline(config, repo, services, store=store, prompts=prompts,
                       asterisk_root=host.root, ami=ami, hearing=hearing, audio_server=audio_server)
     tasks = [asyncio.create_task(flags.run(), name="astdb-flags"),
-             asyncio.create_task(_prerender(prompts, repo), name="prompt-prerender")]
+             asyncio.create_task(_prerender(prerender_cache(prompts, config.speech), repo),
+                                 name="prompt-prerender")]
     if config.flows.reload:
         tasks.append(asyncio.create_task(repo.watch(config.flows.reload_interval), name="flow-reload"))
     if tel.controller == "agi":
@@ -102,9 +104,9 @@ async def _start_hearing(config: Config):
 async def _prerender(prompts, repo) -> None:
     """Render every static prompt now, so calls play them at once (and keys pressed during
     a prompt are never lost to a render)."""
-    from ivr.flow.prompts import static_prompts
+    from ivr.speech.voices import prerender_items
 
-    items = static_prompts(repo.current)
+    items = prerender_items(repo.current, repo.paths[0])  # recorded overrides too
     started = asyncio.get_running_loop().time()
     try:
         await prompts.prerender(items)
