@@ -75,6 +75,11 @@ class Endpointer:
     def speaking(self) -> bool:
         return self._onset >= 0
 
+    @property
+    def barging(self) -> bool:
+        """The utterance under way is already long enough to interrupt a prompt."""
+        return self._onset >= 0 and self._barged
+
     def feed(self, prob: float, chunk: np.ndarray) -> list:
         self._t += 1
         events: list = []

@@ -37,10 +37,11 @@ class Hearing:
     async def recognize(self, audio: np.ndarray, lang: str, hints: tuple[str, ...] = ()):
         return await self.asr.transcribe(audio, lang, hints)
 
-    def listener(self, on_barge: Callable[[], None] | None = None) -> SpeechListener:
+    def listener(self, on_barge: Callable[[], None] | None = None,
+                 on_change: Callable[[], None] | None = None) -> SpeechListener:
         cfg = self.cfg
         self.listeners += 1
         endpointer = Endpointer(threshold=cfg.vad_threshold, end_silence=cfg.end_silence,
                                 max_utterance=cfg.max_utterance, barge_min_speech=cfg.barge_min_speech)
         return SpeechListener(self.vad.stream(), endpointer, self.recognize, on_barge=on_barge,
-                              asr_grace=cfg.max_utterance + cfg.asr_timeout)
+                              on_change=on_change, asr_grace=cfg.max_utterance + cfg.asr_timeout)

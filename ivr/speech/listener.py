@@ -26,6 +26,7 @@ from ivr.speech.endpoint import Barge, Endpointer, Onset, Utterance
 
 _LOGGER = logging.getLogger(__name__)
 IDLE, PROMPT, LOCKED, LISTEN = "idle", "prompt", "locked", "listen"
+GAP_CHECK = 0.1  # seconds without audio frames, during speech, that count as silence
 
 Recognize = Callable[[np.ndarray, str, tuple[str, ...]], Awaitable[object]]
 
@@ -41,11 +42,13 @@ class Heard:
 
 class SpeechListener:
     def __init__(self, vad_stream, endpointer: Endpointer, recognize: Recognize, *,
-                 on_barge: Callable[[], None] | None = None, asr_grace: float = 20.0) -> None:
+                 on_barge: Callable[[], None] | None = None, on_change: Callable[[], None] | None = None,
+                 asr_grace: float = 20.0) -> None:
         self._vad = vad_stream
         self._ep = endpointer
         self._recognize = recognize
         self.on_barge = on_barge
+        self.on_change = on_change  # a transport waiting on several things at once is woken
         self._asr_grace = asr_grace  # a result() already waiting on speech waits at most this more
         self._mode = IDLE
         self._onset_mode = IDLE
@@ -60,14 +63,21 @@ class SpeechListener:
         self.barged_at: float | None = None  # time.monotonic() of the last barge-in
         self.closed = False
         self.frames = 0
+        self._last_frame = 0.0
+        self._gap_timer: asyncio.TimerHandle | None = None
 
     # -- what the call is doing --------------------------------------------------------------
     def prompt(self, *, barge: bool, lang: str, hints: tuple[str, ...] = ()) -> None:
+        """A prompt is about to play. If the caller is already in full flow, an interruptible
+        prompt is barged in on before it starts (`barged_at` is set: don't play it)."""
         self._mode = PROMPT if barge else LOCKED
         self._lang, self._hints = lang, hints
         self.barged_at = None
         if not barge:
             self._ep.reset()
+        elif self._ep.barging and self._onset_mode != LOCKED:
+            self._barged = True
+            self.barged_at = time.monotonic()
 
     def listen(self, *, lang: str, hints: tuple[str, ...] = ()) -> None:
         if self._mode == LOCKED:
@@ -92,12 +102,32 @@ class SpeechListener:
         if self.closed:
             return
         self.frames += 1
+        self._last_frame = time.monotonic()
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if rate == 8000:
             samples = self._upsample(samples)
+        self._push(samples)
+        if self._ep.speaking and self._gap_timer is None:
+            self._gap_timer = asyncio.get_running_loop().call_later(GAP_CHECK, self._fill_gap)
+
+    def _push(self, samples: np.ndarray) -> None:
         for prob, chunk in self._vad.push(samples):
             for event in self._ep.feed(prob, chunk):
                 self._on(event)
+
+    def _fill_gap(self) -> None:
+        """No audio is coming (the phone stopped sending RTP when its user stopped talking, as
+        SIPp and phones with silence suppression do): what is missing counts as silence, or an
+        utterance would never end."""
+        self._gap_timer = None
+        if self.closed or not self._ep.speaking:
+            return
+        missing = time.monotonic() - self._last_frame
+        if missing >= GAP_CHECK:
+            self._last_frame = time.monotonic()
+            self._push(np.zeros(int(missing * 16000), np.float32))
+        if self._ep.speaking:
+            self._gap_timer = asyncio.get_running_loop().call_later(GAP_CHECK, self._fill_gap)
 
     def dtmf(self, digit: str) -> None:
         pass  # keys come from the call's own channel (AGI / ARI events)
@@ -105,13 +135,15 @@ class SpeechListener:
     def stream_closed(self) -> None:
         """Asterisk closed the stream: the caller hung up (or the fork ended)."""
         self.closed = True
-        self._changed.set()
+        self._notify()
 
     def close(self) -> None:
         self.closed = True
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
         for task in self._tasks:
             task.cancel()
-        self._changed.set()
+        self._notify()
 
     # -- results -----------------------------------------------------------------------------
     async def result(self, timeout: float) -> Heard | None:
@@ -139,6 +171,10 @@ class SpeechListener:
     def ready(self) -> bool:
         return bool(self._results)
 
+    def take(self) -> Heard | None:
+        """The oldest recognised utterance, if any, without waiting."""
+        return self._results.pop(0) if self._results else None
+
     # -- internals ---------------------------------------------------------------------------
     def _upsample(self, samples: np.ndarray) -> np.ndarray:
         """8 kHz -> 16 kHz by linear interpolation, continuous across frames (no clicks)."""
@@ -159,7 +195,7 @@ class SpeechListener:
         if isinstance(event, Onset):
             self._onset_mode, self._barged = self._mode, False
         elif isinstance(event, Barge):
-            if self._onset_mode == PROMPT and self._mode == PROMPT:
+            if self._mode == PROMPT and self._onset_mode != LOCKED:
                 self._barged = True
                 self.barged_at = time.monotonic()
                 if self.on_barge is not None:
@@ -171,7 +207,12 @@ class SpeechListener:
             if self._counts(self._onset_mode, self._barged):
                 lag = self._ep.now - event.end  # audio we have seen past the end of speech
                 self._start_recognition(event, time.monotonic() - lag)
+        self._notify()
+
+    def _notify(self) -> None:
         self._changed.set()
+        if self.on_change is not None:
+            self.on_change()
 
     def _start_recognition(self, utterance: Utterance, speech_end: float) -> None:
         self._pending += 1
@@ -194,4 +235,4 @@ class SpeechListener:
             _LOGGER.exception("recognition failed")
         finally:
             self._pending -= 1
-            self._changed.set()
+            self._notify()

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from ivr.app import Hotline
 
 _LOGGER = logging.getLogger(__name__)
+EAR_WAIT = 1.0  # seconds a question waits for the caller's audio stream to be set up
 BARGE_KEYS = "0123456789*#"
 HEADER_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 3600.0  # a STREAM FILE of a long prompt legitimately takes a while
 DIGIT_SLICE_MS = 250  # while listening for speech too, keys are polled in slices this long
+DIGIT_POLL_MS = 60  # ... and this long while the caller's words are being recognised
 
 
 class AgiChannel:
@@ -41,7 +43,8 @@ class AgiChannel:
         self.hung_up = False
         self.name = request.headers.get("agi_channel", "")
         self.uniqueid = request.headers.get("agi_uniqueid", "")
-        self._ear = None  # the call's SpeechListener, opened the first time speech is expected
+        self._ear = None  # the call's SpeechListener, forked when the call first plays something
+        self._ear_task: asyncio.Task | None = None
         self._fork: AgiAudioFork | None = None
         self._no_ear = False
         self._playing = False
@@ -96,6 +99,11 @@ class AgiChannel:
         if ear is not None:
             ear.clear()
             ear.prompt(barge=prompt.barge_in, lang=expect.lang or prompt.lang, hints=expect.hints)
+        if ear is not None and ear.barged_at is not None:  # already talking: they don't need it
+            try:
+                return await self._words(ear, deadline=self.clock())
+            finally:
+                ear.idle()
         self._report_turn()
         self._playing = True
         try:
@@ -111,7 +119,7 @@ class AgiChannel:
             return None
         try:
             if ear.barged_at is not None:  # the caller spoke over it: their words are the answer
-                return self._heard(await ear.result(timeout=0))
+                return await self._words(ear, deadline=self.clock())
             return None
         finally:
             ear.idle()
@@ -126,44 +134,63 @@ class AgiChannel:
             code = _result_code(result)
             return CallerInput("dtmf", chr(code)) if code > 0 else TIMEOUT
         ear.listen(lang=spec.lang, hints=spec.hints)
-        deadline = self.clock() + spec.timeout
         try:
-            while True:
-                if ear.ready() or ear.busy:  # speech under way: wait for its words, not for keys
-                    heard = await ear.result(timeout=max(deadline - self.clock(), 0.0))
-                    if heard is not None:
-                        return self._heard(heard)
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    return TIMEOUT
-                # WAIT FOR DIGIT cannot be interrupted; short slices let speech take over
-                result = await self.command(f"WAIT FOR DIGIT {int(min(remaining * 1000, DIGIT_SLICE_MS))}")
-                code = _result_code(result)
-                if code > 0 and spec.dtmf:
-                    return CallerInput("dtmf", chr(code))
+            return await self._words(ear, deadline=self.clock() + spec.timeout, keys=spec.dtmf) or TIMEOUT
         finally:
             ear.idle()
 
+    async def _words(self, ear, *, deadline: float, keys: bool = False) -> CallerInput | None:
+        """The caller's next words (or key, with `keys`); None when nothing began by `deadline`.
+        WAIT FOR DIGIT cannot be interrupted, so it is sent in short slices; they also notice a
+        hangup, which a controller only hears about when it sends a command."""
+        while True:
+            heard = ear.take()
+            if heard is not None:
+                return self._heard(heard)
+            busy = ear.busy  # speech under way: its words are coming
+            if not busy and (self.clock() >= deadline or ear.closed):
+                return None
+            slice_ms = DIGIT_POLL_MS if busy else min(max(deadline - self.clock(), 0.0) * 1000, DIGIT_SLICE_MS)
+            result = await self.command(f"WAIT FOR DIGIT {max(int(slice_ms), 1)}")
+            code = _result_code(result)
+            if code > 0 and keys:
+                return CallerInput("dtmf", chr(code))
+
     # -- speech --------------------------------------------------------------------------------
-    async def _open_ear(self, spec: ListenSpec | None):
-        """The call's listener, forked the first time speech is expected; None when speech is
-        off or the fork could not start (the call goes on with keys)."""
-        if spec is None or not spec.speech or self._no_ear or self.hung_up:
-            return None
-        if self._ear is not None:
-            return self._ear
+    def _start_ear(self) -> None:
+        """Fork the caller's audio in the background, once, as soon as the call plays anything:
+        by the first question that takes speech, it is streaming."""
+        if self._ear_task is not None or self._no_ear or self.hung_up:
+            return
         hearing = getattr(self._hotline, "hearing", None)
         server = getattr(self._hotline, "audio_server", None)
         if hearing is None or server is None or self._hotline.ami is None:
             self._no_ear = True
-            return None
+            return
+        self._ear_task = asyncio.get_running_loop().create_task(self._fork_ear(hearing, server))
+
+    async def _fork_ear(self, hearing, server):
         listener = hearing.listener(on_barge=self._on_barge)
         fork = AgiAudioFork(self._hotline.ami, server, self.name)
+        self._fork = fork
         if not await fork.open(listener):
             self._no_ear = True
             return None
-        self._ear, self._fork = listener, fork
+        self._ear = listener
         return listener
+
+    async def _open_ear(self, spec: ListenSpec | None):
+        """The call's listener when `spec` takes speech; None when speech is off or the fork
+        could not start (the call goes on with keys)."""
+        self._start_ear()
+        if spec is None or not spec.speech or self._ear_task is None:
+            return None
+        try:  # never keep the caller waiting on the fork: this prompt goes on without speech
+            async with asyncio.timeout(EAR_WAIT):
+                return await asyncio.shield(self._ear_task)
+        except TimeoutError:
+            _LOGGER.warning("audio for %s not streaming yet; this question takes keys only", self.name)
+            return None
 
     def _on_barge(self) -> None:
         if self._playing and self._fork is not None:
@@ -173,6 +200,9 @@ class AgiChannel:
         if heard is None:
             return None
         self._last_heard = heard
+        _LOGGER.debug("heard %r: %.1f s of speech ended %.0f ms ago, recognised %.0f ms ago", heard.text,
+                     heard.seconds, (time.monotonic() - heard.speech_end) * 1000,
+                     (time.monotonic() - heard.recognised) * 1000)
         if self.on_timing is not None:
             self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
         return CallerInput("speech", heard.text, heard.confidence)
@@ -184,6 +214,9 @@ class AgiChannel:
             self.on_timing("turn_latency", (time.monotonic() - heard.speech_end) * 1000)
 
     def close_ear(self) -> None:
+        if self._ear_task is not None and not self._ear_task.done():
+            self._ear_task.cancel()
+        self._no_ear = True
         if self._fork is not None:
             self._fork.close()
             self._fork = None

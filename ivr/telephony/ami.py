@@ -47,8 +47,8 @@ class AmiClient:
     def connected(self) -> bool:
         return bool(self.manager and self.manager.authenticated)
 
-    async def action(self, action: dict[str, Any], timeout: float = 10) -> Any:
-        return await asyncio.wait_for(self.manager.send_action(action), timeout)
+    async def action(self, action: dict[str, Any], timeout: float = 10, *, as_list: bool | None = None) -> Any:
+        return await asyncio.wait_for(self.manager.send_action(action, as_list=as_list), timeout)
 
     async def command(self, cli: str, timeout: float = 10) -> str:
         """An Asterisk CLI command over AMI; its output as text."""
@@ -69,7 +69,9 @@ class AmiClient:
             action["CallerID"] = agi_value(caller_id, 80)
         if variables:
             action["Variable"] = [f"{k}={agi_value(v)}" for k, v in variables.items()]
-        return await self.action(action)
+        # as_list=False: take "successfully queued" as the answer; panoramisk would otherwise
+        # wait for the OriginateResponse event, which never comes with events off
+        return await self.action(action, as_list=False)
 
     async def user_event(self, name: str, fields: dict[str, str]) -> None:
         action = {"Action": "UserEvent", "UserEvent": agi_value(name, 40)}

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable
 from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
 from ivr.telephony.ari_client import AriClient, AriError
+from ivr.telephony.ari_media import MEDIA_ARG, AriAudioTap, MediaStarts
 from ivr.telephony.admin import mirror_call_state, transfer_variables
 from ivr.telephony.sanitize import agi_value, caller_id
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ivr.app import Hotline
 
 _LOGGER = logging.getLogger(__name__)
+EAR_WAIT = 1.0  # seconds a question waits for the caller's audio stream to be set up
 GONE_EVENTS = ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest")
 STOP_TIMEOUT = 2.0  # DELETE /playbacks: the caller is waiting for the next prompt
 PLAY_SLACK = 15.0  # a prompt's PlaybackFinished is awaited its length plus this
@@ -46,8 +48,10 @@ _BYTES_PER_SECOND = {".sln16": 32000, ".wav": 16000, ".sln": 16000, ".ulaw": 800
 class AriChannel:
     """The Channel Protocol over one channel in our Stasis app."""
 
-    def __init__(self, client: AriClient, hotline: "Hotline", data: dict) -> None:
+    def __init__(self, client: AriClient, hotline: "Hotline", data: dict,
+                 media: MediaStarts | None = None) -> None:
         self._client = client
+        self._media = media or MediaStarts()
         self._hotline = hotline
         self.id: str = data["id"]
         self.name: str = data.get("name", "")
@@ -62,6 +66,13 @@ class AriChannel:
         self.released = False  # we continued it to the dialplan
         self.first_audio: float | None = None  # seconds from StasisStart to the first PlaybackStarted
         self.task: asyncio.Task | None = None
+        self._ear = None  # the call's SpeechListener, tapped when the call first plays something
+        self._ear_task: asyncio.Task | None = None
+        self._tap: AriAudioTap | None = None
+        self._no_ear = False
+        self._barge = False  # the caller spoke over the current prompt
+        self._last_heard = None
+        self.on_timing = None  # (name, ms): set by the Hotline to publish Timing events
 
     def clock(self) -> float:
         return self._loop.time() - self._started
@@ -76,6 +87,7 @@ class AriChannel:
         elif kind == "PlaybackStarted":
             if self.first_audio is None:
                 self.first_audio = self.clock()
+            self._report_turn()
         elif kind == "PlaybackFinished":
             self._finished.add((event.get("playback") or {}).get("id", ""))
         elif kind in GONE_EVENTS:
@@ -125,6 +137,24 @@ class AriChannel:
         barge = prompt.barge_in
         if barge and self._keys:  # keyed ahead: the caller doesn't have to hear it
             return self._take()
+        expect = prompt.expect
+        ear = await self._open_ear(expect)
+        if ear is not None:
+            ear.clear()
+            ear.prompt(barge=barge, lang=expect.lang or prompt.lang, hints=expect.hints)
+        self._barge = False
+        if ear is not None and ear.barged_at is not None:  # already talking: they don't need it
+            try:
+                return self._heard(await ear.result(timeout=0))
+            finally:
+                ear.idle()
+        try:
+            return await self._play(path, barge, ear)
+        finally:
+            if ear is not None:
+                ear.idle()
+
+    async def _play(self, path: str, barge: bool, ear) -> CallerInput | None:
         pid = uuid.uuid4().hex
         self.show("IVR_PLAYBACK", pid)  # so a controller that re-adopts the call can stop it
         await self._flush_vars()
@@ -136,7 +166,7 @@ class AriChannel:
         # it exists in Asterisk now: a resync may look it up, and a release() stops it first (a
         # cancelled play leaves it set). Cleared once it has finished or been stopped.
         self._playing = pid
-        done = await self._wait(lambda: pid in self._finished or self.gone
+        done = await self._wait(lambda: pid in self._finished or self.gone or self._barge
                                 or (barge and bool(self._keys)), self._play_limit(path))
         self._check()
         if pid not in self._finished:
@@ -148,7 +178,11 @@ class AriChannel:
         if not barge:  # keys during a prompt that may not be interrupted are dropped, as in AGI
             self._keys.clear()
             return None
-        return self._take() if self._keys else None
+        if self._keys:
+            return self._take()
+        if ear is not None and ear.barged_at is not None:  # spoken over: those words are the answer
+            return self._heard(await ear.result(timeout=0))
+        return None
 
     async def _stop(self, pid: str) -> None:
         try:
@@ -171,9 +205,14 @@ class AriChannel:
     async def listen(self, spec: ListenSpec) -> CallerInput:
         self._check()
         await self._flush_vars()
-        if not spec.dtmf:
-            # Speech capture arrives with the speech issue; until then a speech-only step hears
-            # nothing and its no-input policy takes over after the timeout (keys are dropped).
+        ear = await self._open_ear(spec)
+        if ear is not None:
+            ear.listen(lang=spec.lang, hints=spec.hints)
+            try:
+                return await self._listen_with(ear, spec)
+            finally:
+                ear.idle()
+        if not spec.dtmf:  # speech is off or unavailable: the step's no-input policy follows
             await self._wait(lambda: self.gone, max(spec.timeout, 0.1))
             self._check()
             self._keys.clear()
@@ -185,12 +224,98 @@ class AriChannel:
         self._check()
         return TIMEOUT
 
+    async def _listen_with(self, ear, spec: ListenSpec) -> CallerInput:
+        deadline = self._loop.time() + max(spec.timeout, 0.0)
+        while True:
+            await self._wait(lambda: self.gone or bool(self._keys) or ear.ready() or ear.busy,
+                             max(deadline - self._loop.time(), 0.0))
+            self._check()
+            if self._keys:
+                if spec.dtmf:
+                    return self._take()
+                self._keys.clear()
+            if ear.ready() or ear.busy:  # speech under way: wait for its words
+                heard = await ear.result(timeout=max(deadline - self._loop.time(), 0.0))
+                self._check()
+                if heard is not None:
+                    return self._heard(heard)
+            if self._loop.time() >= deadline:
+                return TIMEOUT
+
+    # -- speech --------------------------------------------------------------------------------
+    def _start_ear(self) -> None:
+        """Tap the caller's audio in the background, once, as soon as the call plays anything:
+        by the first question that takes speech, it is streaming."""
+        if self._ear_task is not None or self._no_ear or self.gone:
+            return
+        hearing = getattr(self._hotline, "hearing", None)
+        server = getattr(self._hotline, "audio_server", None)
+        if hearing is None or server is None:
+            self._no_ear = True
+            return
+        self._ear_task = self._loop.create_task(self._tap_ear(hearing, server))
+
+    async def _tap_ear(self, hearing, server):
+        listener = hearing.listener(on_barge=self._on_barge, on_change=self._changed.set)
+        tap = AriAudioTap(self._client, server, self.id, self._media)
+        self._tap = tap
+        if not await tap.open(listener):
+            self._no_ear = True
+            return None
+        self._ear = listener
+        return listener
+
+    async def _open_ear(self, spec: ListenSpec | None):
+        """The call's listener when `spec` takes speech; None when speech is off or the tap
+        could not start (the call goes on with keys)."""
+        self._start_ear()
+        if spec is None or not spec.speech or self._ear_task is None:
+            return None
+        try:  # never keep the caller waiting on the fork: this prompt goes on without speech
+            async with asyncio.timeout(EAR_WAIT):
+                return await asyncio.shield(self._ear_task)
+        except TimeoutError:
+            _LOGGER.warning("audio for %s not streaming yet; this question takes keys only", self.name)
+            return None
+
+    def _on_barge(self) -> None:
+        self._barge = True  # play() sees it at once and stops the prompt
+        self._changed.set()
+
+    def _heard(self, heard) -> CallerInput | None:
+        if heard is None:
+            return None
+        self._last_heard = heard
+        if self.on_timing is not None:
+            self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
+        return CallerInput("speech", heard.text, heard.confidence)
+
+    def _report_turn(self) -> None:
+        """Turn latency: from the end of the caller's speech to the reply's first audio."""
+        import time
+
+        heard, self._last_heard = self._last_heard, None
+        if heard is not None and self.on_timing is not None:
+            self.on_timing("turn_latency", (time.monotonic() - heard.speech_end) * 1000)
+
+    async def close_ear(self) -> None:
+        if self._ear_task is not None and not self._ear_task.done():
+            self._ear_task.cancel()
+        self._no_ear = True
+        tap, ear, self._tap, self._ear = self._tap, self._ear, None, None
+        if ear is not None:
+            ear.close()
+        if tap is not None:
+            await tap.close()
+
     async def transfer(self, queue: str, context: dict) -> None:
+        await self.close_ear()
         await self._set_vars(transfer_variables(queue, context))
         await self._set_vars({"IVR_ACTION": "transfer"})
         await self.release()
 
     async def hangup(self) -> None:
+        await self.close_ear()
         await self._set_vars({"IVR_ACTION": "hangup"})
         await self.release()
 
@@ -267,6 +392,7 @@ class AriController:
         self.calls: dict[str, AriChannel] = {}  # channel id -> the call running on it
         self.first_audio: collections.deque[float] = collections.deque(maxlen=1000)
         self.adopted = 0  # calls started by a resync rather than a StasisStart
+        self.media = MediaStarts()  # our own snoop/AudioSocket helper channels
         self._events: asyncio.Task | None = None
         self._connected = asyncio.Event()
         self._stopping = False
@@ -304,7 +430,11 @@ class AriController:
     def _on_event(self, event: dict) -> None:
         kind = event.get("type")
         if kind == "StasisStart":
-            self._begin(event.get("channel") or {}, event.get("args") or [])
+            args = event.get("args") or []
+            if MEDIA_ARG in args:  # a call's audio tap, not a call
+                self.media.started((event.get("channel") or {}).get("id", ""))
+                return
+            self._begin(event.get("channel") or {}, args)
             return
         if kind == "ApplicationReplaced":
             _LOGGER.error("another client took over the ARI app %s", self.app)
@@ -328,7 +458,7 @@ class AriController:
             return  # already ours: never run a call twice
         if running is not None:
             running.gone = True  # an earlier session of this channel: let its task finish
-        channel = AriChannel(self.client, self.hotline, data)
+        channel = AriChannel(self.client, self.hotline, data, self.media)
         self.calls[channel_id] = channel
         caller = caller_id((data.get("caller") or {}).get("number", ""))
         lang = next((a.split("=", 1)[1] for a in args if str(a).startswith("lang=")), None)
@@ -356,6 +486,7 @@ class AriController:
 
     async def _finish(self, channel: AriChannel, adopted: bool) -> None:
         try:
+            await channel.close_ear()
             if channel.first_audio is not None and not adopted:
                 self.first_audio.append(channel.first_audio)
                 _LOGGER.info("call on %s: first audio %.0f ms after StasisStart", channel.name,
@@ -387,7 +518,7 @@ class AriController:
             plan = data.get("dialplan") or {}
             app, _, rest = str(plan.get("app_data", "")).partition(",")
             if plan.get("app_name") == "Stasis" and app.strip() == self.app \
-                    and data.get("id") not in self.calls:
+                    and data.get("id") not in self.calls and MEDIA_ARG not in rest:
                 self._begin(data, [a for a in rest.split(",") if a], adopted=True)
         for channel_id, call in list(self.calls.items()):
             if channel_id not in present:
