@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="the call's local time, e.g. 2026-12-03T10:00 (default: now)")
     p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE", help="an admin flag")
     p.add_argument("--db", metavar="PATH", help="also record the calls in this call store")
+    p.add_argument("--audio", action="store_true",
+                   help="speak each `say:` with the hotline's voice, at 8 kHz, through the on-box ASR")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("calls", help="show the last calls from the call store")
@@ -145,6 +147,12 @@ def cmd_simulate(args) -> int:
 
         store = CallStore(args.db, channel="sim")
 
+    hear = None
+    if args.audio:
+        from ivr.speech.loopback import SpokenLoopback
+
+        hear = SpokenLoopback(config.speech).hear
+
     async def run_all() -> int:
         nonlocal failed
         for script in scripts:
@@ -153,7 +161,7 @@ def cmd_simulate(args) -> int:
             now = (lambda: datetime.fromisoformat(at)) if at else None
             services = build_services(config, flags={**flags, **script.flags}, now=now)
             result = await simulate(flows, services, script, caller=args.caller, lang=args.lang,
-                                    recorder=store)
+                                    recorder=store, hear=hear)
             for event in result.events:
                 if args.json:
                     print(json.dumps(event.to_dict(), ensure_ascii=False))

@@ -97,8 +97,9 @@ def _where(doc: Document, path: tuple, *, key: bool = False) -> str:
 class SimChannel:
     """A Channel whose caller follows a script, in simulated time."""
 
-    def __init__(self, actions: list[Action]) -> None:
+    def __init__(self, actions: list[Action], hear=None) -> None:
         self._actions = list(actions)
+        self._hear = hear  # with `--audio`: (text, lang, hints) -> Transcript, through TTS and ASR
         self._silence_left: float | None = None
         self.t = 0.0
         self.transferred_to: str | None = None
@@ -141,6 +142,9 @@ class SimChannel:
                 return CallerInput("dtmf", action.value)
             if action.kind == "say":
                 self.t += spoken_seconds(action.value)
+                if self._hear is not None:
+                    heard = await self._hear(action.value, spec.lang or "en", spec.hints)
+                    return CallerInput("speech", heard.text, heard.confidence)
                 return CallerInput("speech", action.value, 1.0)
             self.t += TAP_SECONDS
             return CallerInput("click", action.value)
@@ -169,10 +173,10 @@ class SimResult:
 
 
 async def simulate(flows: FlowSet, services: CallServices, script: Script, *, caller: str = "",
-                   lang: str | None = None, recorder=None) -> SimResult:
+                   lang: str | None = None, recorder=None, hear=None) -> SimResult:
     """`recorder` (e.g. an ivr.store.CallStore) gets attach(stream, state) before the call and
-    finish(call_id, state) after it."""
-    channel = SimChannel(script.actions)
+    finish(call_id, state) after it. `hear` passes the caller's words through TTS and ASR."""
+    channel = SimChannel(script.actions, hear)
     runner = CallRunner(flows, channel, services, caller=script.caller or caller, lang=script.lang or lang)
     if recorder is not None:
         recorder.attach(runner.stream, runner.state)
