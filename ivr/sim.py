@@ -143,8 +143,8 @@ class SimChannel:
             if action.kind == "say":
                 self.t += spoken_seconds(action.value)
                 if self._hear is not None:
-                    heard = await self._hear(action.value, spec.lang or "en", spec.hints)
-                    return CallerInput("speech", heard.text, heard.confidence)
+                    heard = await self._hear(action.value, spec.lang or "en", spec.hints, spec.detect)
+                    return CallerInput("speech", heard.text, heard.confidence, heard.lang)
                 return CallerInput("speech", action.value, 1.0)
             self.t += TAP_SECONDS
             return CallerInput("click", action.value)

@@ -14,6 +14,7 @@ class CallerInput:
     kind: str  # dtmf | speech | click | timeout
     value: str = ""
     confidence: float = 1.0
+    lang: str = ""  # speech: the language it was recognised in (when detected by ear)
 
 
 TIMEOUT = CallerInput("timeout")
@@ -27,6 +28,7 @@ class ListenSpec:
     max_keys: int | None = 1  # keys that complete an entry without `#`; None: until `#`
     hints: tuple[str, ...] = ()  # words the recogniser should expect here
     lang: str = ""  # the language to recognise ("" = the transport's last prompt's)
+    detect: tuple[str, ...] = ()  # or choose among these by ear (a caller whose language is unknown)
 
 
 @dataclass(frozen=True)

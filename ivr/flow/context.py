@@ -114,7 +114,21 @@ class StepContext:
         if self.typeahead and spec.dtmf:
             keys, self.typeahead = self.typeahead[:MAX_KEYS], ""
             return CallerInput("dtmf", keys)
-        return await self.channel.listen(replace(spec, lang=spec.lang or self.lang))
+        return await self.channel.listen(self._expect(spec))
+
+    def _expect(self, spec: ListenSpec) -> ListenSpec:
+        """The spec as the transport needs it: the call's language, and, while that is only the
+        hotline's default (an unknown caller), the languages to tell apart by ear."""
+        languages = tuple(self.flows.hotline.languages)
+        detect = languages if self.state.lang_source == "default" and len(languages) > 1 and spec.speech else ()
+        return replace(spec, lang=spec.lang or self.lang, detect=spec.detect or detect)
+
+    def _adopt_language(self, lang: str) -> None:
+        """An unknown caller spoke another of the hotline's languages: serve them in it."""
+        if lang and lang != self.lang and self.state.lang_source == "default" \
+                and lang in self.flows.hotline.languages:
+            self.set_slot("lang", lang)
+            self.state.lang_source = "detected"
 
     async def _keys(self, first: str, spec: ListenSpec) -> CallerInput:
         """Apply the keypad convention: `*` deletes the last digit, `#` submits."""
@@ -174,7 +188,7 @@ class StepContext:
             say_lead, say_text = lead, text
             if self.typeahead and spec.dtmf:  # the caller already keyed ahead: don't make them listen
                 say_lead = say_text = None
-            expect = replace(spec, lang=spec.lang or self.lang)
+            expect = self._expect(spec)
             if say_lead:
                 barged = await self.say(say_lead, barge_in=barge_in, expect=expect)
             if barged is None and say_text:
@@ -189,6 +203,7 @@ class StepContext:
                 if not spec.speech:
                     inp = TIMEOUT
                 else:
+                    self._adopt_language(inp.lang)
                     inp = CallerInput("speech", clean_text(inp.value), inp.confidence)
             if inp.kind == "click":
                 inp = CallerInput("click", clean_text(inp.value, 100))

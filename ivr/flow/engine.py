@@ -48,6 +48,8 @@ class CallRunner:
         if not self.state.lang:
             given = (self._lang_given, (profile or {}).get("lang"))
             self.state.lang = next((x for x in given if x in hotline.languages), hotline.default_language)
+            self.state.lang_source = ("given" if self._lang_given in hotline.languages else
+                                      "profile" if self.state.lang == (profile or {}).get("lang") else "default")
         ctx = self.ctx = StepContext(self.flows, self.channel, self.services, self.state, self.stream, profile)
         resuming = bool(self.state.scene)
         ctx.publish(ev.CallStart, caller=mask_phone(self.state.caller), flow_version=self.flows.version,

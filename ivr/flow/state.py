@@ -13,6 +13,7 @@ class CallState:
     caller: str
     lang: str
     flow_version: str
+    lang_source: str = ""  # given | profile | default | detected (by ear, from a default)
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     scene: str = ""
     step: str = ""

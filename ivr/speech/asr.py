@@ -140,6 +140,22 @@ class WhisperRecognizer:
             results.append(self._merge([next(decoded) for _ in ps], lang, hints, seconds, elapsed))
         return results
 
+    def detect_language(self, audio, candidates: tuple[str, ...]) -> tuple[str, float]:
+        """Blocking: which of `candidates` is spoken, and its share of their probability (one
+        encoder pass over the first window). Needs a multilingual model."""
+        import ctranslate2
+        import numpy as np
+
+        self.load()
+        if not self._model.model.is_multilingual:
+            return candidates[0], 0.0
+        x = asr_guards.as_float(audio)
+        feats = np.stack([self._features(asr_guards.split(x, self.window)[0])])
+        found = dict(self._model.model.detect_language(ctranslate2.StorageView.from_array(feats))[0])
+        scores = {c: found.get(f"<|{c}|>", 0.0) for c in candidates}
+        best = max(scores, key=scores.get)
+        return best, scores[best] / (sum(scores.values()) or 1.0)
+
     # --- decoding ---------------------------------------------------------------------------
 
     def _decode(self, pieces: list, lang: str, hints: tuple[str, ...]) -> list[_Piece]:

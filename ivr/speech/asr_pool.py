@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from ivr.errors import AsrError
 
 
+DETECT_SHARE = 0.7  # another language must be this clearly ahead to switch a call to it
+
+
 @dataclass
 class _Job:
     audio: object
     lang: str
     hints: tuple[str, ...]
+    detect: tuple[str, ...] = ()  # languages to choose from by ear before recognising
     state: str = "waiting"  # waiting -> running -> done, or waiting -> dropped (timed out first)
     queued_at: float = field(default_factory=time.monotonic)
 
@@ -65,11 +69,14 @@ class AsrPool:
 
     # --- recognition --------------------------------------------------------------------------
 
-    async def transcribe(self, audio, lang: str, hints: tuple[str, ...] = ()):
+    async def transcribe(self, audio, lang: str, hints: tuple[str, ...] = (), *,
+                         detect: tuple[str, ...] = ()):
         """A Transcript, or AsrError asr-busy (at once, when `asr_queue` are already waiting) or
-        asr-timeout (after `asr_timeout` s; the job is then dropped if it has not started)."""
+        asr-timeout (after `asr_timeout` s; the job is then dropped if it has not started).
+        With `detect` (two or more languages), the language is chosen by ear first: the
+        Transcript's `lang` says which (hints are kept only when it is `lang`)."""
         rec = self.recognizer(lang)  # a missing model fails here, before queueing
-        job = _Job(audio, lang, tuple(hints))
+        job = _Job(audio, lang, tuple(hints), tuple(detect) if len(detect) > 1 else ())
         with self._lock:
             if self.queued >= self.queue_limit + self._idle_workers():
                 self.rejected += 1
@@ -108,6 +115,10 @@ class AsrPool:
             self.queued -= 1
             self.running += 1
         try:
+            if job.detect:
+                spoken, share = self.recognizer("detect").detect_language(job.audio, job.detect)
+                if spoken != job.lang and share >= DETECT_SHARE:
+                    return self.recognizer(spoken).recognize(job.audio, spoken, ())
             return rec.recognize(job.audio, job.lang, job.hints)
         except Exception:
             with self._lock:

@@ -34,8 +34,9 @@ class Hearing:
         self.vad.warm()
         self.asr.warm()
 
-    async def recognize(self, audio: np.ndarray, lang: str, hints: tuple[str, ...] = ()):
-        return await self.asr.transcribe(audio, lang, hints)
+    async def recognize(self, audio: np.ndarray, lang: str, hints: tuple[str, ...] = (), *,
+                        detect: tuple[str, ...] = ()):
+        return await self.asr.transcribe(audio, lang, hints, detect=detect)
 
     def listener(self, on_barge: Callable[[], None] | None = None,
                  on_change: Callable[[], None] | None = None) -> SpeechListener:

@@ -38,6 +38,7 @@ class Heard:
     speech_end: float  # time.monotonic() when the caller stopped speaking
     recognised: float  # time.monotonic() when the text was ready
     seconds: float  # the utterance's length
+    lang: str = ""  # the language it was recognised in
 
 
 class SpeechListener:
@@ -54,6 +55,7 @@ class SpeechListener:
         self._onset_mode = IDLE
         self._barged = False
         self._hints: tuple[str, ...] = ()
+        self._detect: tuple[str, ...] = ()
         self._lang = "en"
         self._results: list[Heard] = []
         self._pending = 0
@@ -67,11 +69,12 @@ class SpeechListener:
         self._gap_timer: asyncio.TimerHandle | None = None
 
     # -- what the call is doing --------------------------------------------------------------
-    def prompt(self, *, barge: bool, lang: str, hints: tuple[str, ...] = ()) -> None:
+    def prompt(self, *, barge: bool, lang: str, hints: tuple[str, ...] = (),
+               detect: tuple[str, ...] = ()) -> None:
         """A prompt is about to play. If the caller is already in full flow, an interruptible
         prompt is barged in on before it starts (`barged_at` is set: don't play it)."""
         self._mode = PROMPT if barge else LOCKED
-        self._lang, self._hints = lang, hints
+        self._lang, self._hints, self._detect = lang, hints, detect
         self.barged_at = None
         if not barge:
             self._ep.reset()
@@ -79,11 +82,11 @@ class SpeechListener:
             self._barged = True
             self.barged_at = time.monotonic()
 
-    def listen(self, *, lang: str, hints: tuple[str, ...] = ()) -> None:
+    def listen(self, *, lang: str, hints: tuple[str, ...] = (), detect: tuple[str, ...] = ()) -> None:
         if self._mode == LOCKED:
             self._ep.reset()  # speech that began over a locked prompt is not an answer
         self._mode = LISTEN
-        self._lang, self._hints = lang, hints
+        self._lang, self._hints, self._detect = lang, hints, detect
 
     def idle(self) -> None:
         self._mode = IDLE
@@ -217,18 +220,22 @@ class SpeechListener:
     def _start_recognition(self, utterance: Utterance, speech_end: float) -> None:
         self._pending += 1
         task = asyncio.get_running_loop().create_task(
-            self._recognise(utterance, speech_end, self._lang, self._hints))
+            self._recognise(utterance, speech_end, self._lang, self._hints, self._detect))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _recognise(self, utterance: Utterance, speech_end: float, lang: str,
-                         hints: tuple[str, ...]) -> None:
+                         hints: tuple[str, ...], detect: tuple[str, ...]) -> None:
         try:
-            transcript = await self._recognize(utterance.audio, lang, hints)
+            if detect:
+                transcript = await self._recognize(utterance.audio, lang, hints, detect=detect)
+            else:
+                transcript = await self._recognize(utterance.audio, lang, hints)
             text = getattr(transcript, "text", "") or ""
             if text.strip():
                 self._results.append(Heard(text.strip(), float(getattr(transcript, "confidence", 1.0)),
-                                           speech_end, time.monotonic(), utterance.seconds))
+                                           speech_end, time.monotonic(), utterance.seconds,
+                                           getattr(transcript, "lang", "") or lang))
         except AsrError as exc:
             _LOGGER.warning("utterance of %.1f s not recognised: %s", utterance.seconds, exc)
         except Exception:

@@ -25,9 +25,12 @@ class SpokenLoopback:
         self._synth = synthesizer
         self._asr = asr
 
-    async def hear(self, text: str, lang: str, hints: tuple[str, ...] = ()):
-        """The Transcript of `text` as a caller would be heard on a call."""
+    async def hear(self, text: str, lang: str, hints: tuple[str, ...] = (), detect: tuple[str, ...] = ()):
+        """The Transcript of `text` as a caller would be heard on a call; with `detect`, the
+        language is told by ear (the voice speaks `text` in the language its script suggests)."""
+        if detect:
+            lang = "zh" if any("\u3400" <= ch <= "\u9fff" for ch in text) and "zh" in detect else lang
         pcm = await asyncio.to_thread(self._synth.synthesize, text, lang)
         phone = resample(pcm.samples, pcm.rate, 8000)  # the telephone band
         audio = resample(phone, 8000, 16000).astype(np.float32) / 32768.0
-        return await self._asr.transcribe(audio, lang, hints)
+        return await self._asr.transcribe(audio, lang, hints, detect=detect)

@@ -98,7 +98,8 @@ class AgiChannel:
         ear = await self._open_ear(expect)
         if ear is not None:
             ear.clear()
-            ear.prompt(barge=prompt.barge_in, lang=expect.lang or prompt.lang, hints=expect.hints)
+            ear.prompt(barge=prompt.barge_in, lang=expect.lang or prompt.lang, hints=expect.hints,
+                       detect=expect.detect)
         if ear is not None and ear.barged_at is not None:  # already talking: they don't need it
             try:
                 return await self._words(ear, deadline=self.clock())
@@ -133,7 +134,7 @@ class AgiChannel:
             result = await self.command(f"WAIT FOR DIGIT {int(spec.timeout * 1000)}")
             code = _result_code(result)
             return CallerInput("dtmf", chr(code)) if code > 0 else TIMEOUT
-        ear.listen(lang=spec.lang, hints=spec.hints)
+        ear.listen(lang=spec.lang, hints=spec.hints, detect=spec.detect)
         try:
             return await self._words(ear, deadline=self.clock() + spec.timeout, keys=spec.dtmf) or TIMEOUT
         finally:
@@ -205,7 +206,7 @@ class AgiChannel:
                      (time.monotonic() - heard.recognised) * 1000)
         if self.on_timing is not None:
             self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
-        return CallerInput("speech", heard.text, heard.confidence)
+        return CallerInput("speech", heard.text, heard.confidence, heard.lang)
 
     def _report_turn(self) -> None:
         """Turn latency: from the end of the caller's speech to the reply's first audio."""

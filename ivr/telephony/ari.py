@@ -141,7 +141,8 @@ class AriChannel:
         ear = await self._open_ear(expect)
         if ear is not None:
             ear.clear()
-            ear.prompt(barge=barge, lang=expect.lang or prompt.lang, hints=expect.hints)
+            ear.prompt(barge=barge, lang=expect.lang or prompt.lang, hints=expect.hints,
+                       detect=expect.detect)
         self._barge = False
         if ear is not None and ear.barged_at is not None:  # already talking: they don't need it
             try:
@@ -207,7 +208,7 @@ class AriChannel:
         await self._flush_vars()
         ear = await self._open_ear(spec)
         if ear is not None:
-            ear.listen(lang=spec.lang, hints=spec.hints)
+            ear.listen(lang=spec.lang, hints=spec.hints, detect=spec.detect)
             try:
                 return await self._listen_with(ear, spec)
             finally:
@@ -288,7 +289,7 @@ class AriChannel:
         self._last_heard = heard
         if self.on_timing is not None:
             self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
-        return CallerInput("speech", heard.text, heard.confidence)
+        return CallerInput("speech", heard.text, heard.confidence, heard.lang)
 
     def _report_turn(self) -> None:
         """Turn latency: from the end of the caller's speech to the reply's first audio."""
