@@ -63,6 +63,7 @@ class SpeechListener:
         self._tasks: set[asyncio.Task] = set()
         self._prev = 0.0  # last 8 kHz sample, for upsampling across frames
         self.barged_at: float | None = None  # time.monotonic() of the last barge-in
+        self.barge_onset: float | None = None  # time.monotonic() when that speech began
         self.closed = False
         self.frames = 0
         self._last_frame = 0.0
@@ -201,6 +202,7 @@ class SpeechListener:
             if self._mode == PROMPT and self._onset_mode != LOCKED:
                 self._barged = True
                 self.barged_at = time.monotonic()
+                self.barge_onset = self.barged_at - (self._ep.now - event.onset)
                 if self.on_barge is not None:
                     try:
                         self.on_barge()

@@ -120,6 +120,7 @@ class AgiChannel:
             return None
         try:
             if ear.barged_at is not None:  # the caller spoke over it: their words are the answer
+                self._report_barge(ear)
                 return await self._words(ear, deadline=self.clock())
             return None
         finally:
@@ -207,6 +208,11 @@ class AgiChannel:
         if self.on_timing is not None:
             self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
         return CallerInput("speech", heard.text, heard.confidence, heard.lang)
+
+    def _report_barge(self, ear) -> None:
+        """How long the prompt played on after the caller began to speak."""
+        if ear.barge_onset is not None and self.on_timing is not None:
+            self.on_timing("barge_in", (time.monotonic() - ear.barge_onset) * 1000)
 
     def _report_turn(self) -> None:
         """Turn latency: from the end of the caller's speech to the reply's first audio."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -170,10 +171,12 @@ class AriChannel:
         done = await self._wait(lambda: pid in self._finished or self.gone or self._barge
                                 or (barge and bool(self._keys)), self._play_limit(path))
         self._check()
+        stopped = None
         if pid not in self._finished:
             if not done:
                 _LOGGER.warning("no PlaybackFinished for %s on %s; stopping it", pid, self.name)
             await self._stop(pid)
+            stopped = time.monotonic()
         self._playing = None
         self._finished.discard(pid)
         if not barge:  # keys during a prompt that may not be interrupted are dropped, as in AGI
@@ -182,6 +185,7 @@ class AriChannel:
         if self._keys:
             return self._take()
         if ear is not None and ear.barged_at is not None:  # spoken over: those words are the answer
+            self._report_barge(ear, stopped)
             return self._heard(await ear.result(timeout=0))
         return None
 
@@ -291,10 +295,13 @@ class AriChannel:
             self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
         return CallerInput("speech", heard.text, heard.confidence, heard.lang)
 
+    def _report_barge(self, ear, stopped: float | None) -> None:
+        """How long the prompt played on after the caller began to speak (to the stop's answer)."""
+        if ear.barge_onset is not None and stopped is not None and self.on_timing is not None:
+            self.on_timing("barge_in", (stopped - ear.barge_onset) * 1000)
+
     def _report_turn(self) -> None:
         """Turn latency: from the end of the caller's speech to the reply's first audio."""
-        import time
-
         heard, self._last_heard = self._last_heard, None
         if heard is not None and self.on_timing is not None:
             self.on_timing("turn_latency", (time.monotonic() - heard.speech_end) * 1000)

@@ -41,3 +41,22 @@ def test_models_install_again_is_a_quick_no_op():
     assert "downloading" not in proc.stderr and "assembling" not in proc.stderr, proc.stderr
     assert "whisper-base: ok" in proc.stderr and "piper-joe-medium: ok" in proc.stderr
     assert "whisper-base" in proc.stdout  # the table
+
+
+@pytest.mark.parametrize("command,key,code", [
+    (("transcribe", "tests/fixtures/audio/zh_no.wav", "--lang", "zh"), "asr_model", "asr-model-missing"),
+    (("say", "hello", "-o", "/tmp/ivr-missing-voice.wav"), "piper_voice", "tts-model-missing"),
+])
+def test_a_missing_model_is_a_clear_error_naming_the_fix(tmp_path, command, key, code):
+    """A config pointing at a model that is not there: one line with the code and the command
+    that fixes it, no traceback (and `ivr serve` stops at start with the same line)."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "config.yaml").read_text())
+    data["speech"]["models_dir"] = str(tmp_path / "no-models")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
+    proc = ivr("--config", str(cfg), *command)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert code in proc.stderr and "ivr models install" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
