@@ -259,7 +259,7 @@ def cmd_call(args) -> int:
     result = sipp.run(script, target=f"{config.telephony.bind}:{config.telephony.sip_port}",
                       service=config.telephony.extension, caller=args.caller,
                       key_gap_ms=int(args.gap * 1000), end_wait_ms=int(args.wait * 1000), dtmf=args.dtmf,
-                      timeout=600)
+                      timeout=600, speech_cfg=config.speech)
     if not result.ok:
         print(result.stderr[-1500:], file=sys.stderr)
         raise IvrError(f"SIPp reported a failed call (exit {result.returncode}); is the hotline up? "

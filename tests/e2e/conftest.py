@@ -295,7 +295,8 @@ class Hotline:
         tel = self.config.telephony
         before = self.call_ids()
         result = sipp.run(parsed, target=f"{tel.bind}:{tel.sip_port}", service=tel.extension,
-                          caller=number, calls=calls, timeout=sipp_timeout, **sipp_args)
+                          caller=number, calls=calls, timeout=sipp_timeout,
+                          **{"speech_cfg": self.config.speech, **sipp_args})
         want = calls if expect is None else expect
         found: list[dict] = []
         deadline = time.monotonic() + wait
