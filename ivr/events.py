@@ -6,6 +6,7 @@ The wire form is `{"t": seconds_since_call_start, "type": ..., **fields}`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,10 +40,9 @@ class Event:
     t: float
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"t": round(self.t, 3), "type": str(self.type)}
-        for f in dataclasses.fields(self):
-            if f.name != "t":
-                data[f.name] = getattr(self, f.name)
+        data = {"t": round(self.t, 3), "type": self.type.value}
+        for name in _field_names(type(self)):
+            data[name] = getattr(self, name)
         return data
 
     @staticmethod
@@ -50,6 +50,12 @@ class Event:
         cls = EVENT_CLASSES[EventType(data["type"])]
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """An event class's fields after `t` (dataclasses.fields() is slow to call per event)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "t")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ivr.app import Hotline
 
 _LOGGER = logging.getLogger(__name__)
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # safe inside MSet's name=value,name=value
 EAR_WAIT = 1.0  # seconds a question waits for the caller's audio stream to be set up
 BARGE_KEYS = "0123456789*#"
 HEADER_TIMEOUT = 5.0
@@ -52,12 +54,11 @@ class AgiChannel:
         self.on_timing = None  # (name, ms): set by the Hotline to publish Timing events
 
     async def answered_at(self) -> float | None:
-        """When the dialplan answered (IVR_T0, epoch seconds), for answer-to-first-audio."""
-        result = await self.command("GET VARIABLE IVR_T0")
-        value = result.get("result", ("", ""))
+        """When the dialplan answered (IVR_T0, epoch seconds, the AGI script's first argument),
+        for answer-to-first-audio."""
         try:
-            return float(value[1]) if value[0] == "1" else None
-        except (TypeError, ValueError, IndexError):
+            return float(self._request.headers.get("agi_arg_1", ""))
+        except ValueError:
             return None
 
     def clock(self) -> float:
@@ -73,7 +74,8 @@ class AgiChannel:
 
     async def _send(self, line: str) -> dict:
         try:
-            result = await asyncio.wait_for(self._request.send_command(line), COMMAND_TIMEOUT)
+            async with asyncio.timeout(COMMAND_TIMEOUT):  # no extra task per command (wait_for makes one)
+                result = await self._request.send_command(line)
         except (ConnectionError, ValueError, asyncio.IncompleteReadError, OSError):
             self.hung_up = True  # the socket closed: Asterisk dropped the channel
             raise CallerHangup() from None
@@ -83,9 +85,21 @@ class AgiChannel:
         return result
 
     async def _flush_vars(self) -> None:
-        while self._vars:
-            name, value = self._vars.popitem()
-            await self._send(f'SET VARIABLE {name} "{agi_value(value, CONTEXT_LIMIT)}"')
+        """Pending variables in as few round trips as possible: one MSet for all those whose
+        values are plain words (ids, scene names), one SET VARIABLE for each other."""
+        if not self._vars:
+            return
+        pending, self._vars = self._vars, {}
+        values = {name: agi_value(value, CONTEXT_LIMIT) for name, value in pending.items()}
+        plain = {n: v for n, v in values.items() if _PLAIN.fullmatch(v)}
+        if len(plain) > 1:
+            await self._send("EXEC MSet " + agi_value(",".join(f"{n}={v}" for n, v in plain.items()),
+                                                       CONTEXT_LIMIT * 2))
+        else:
+            plain = {}
+        for name, value in values.items():
+            if name not in plain:
+                await self._send(f'SET VARIABLE {name} "{value}"')
 
     def show(self, name: str, value: str) -> None:
         """Set a channel variable before the next command (admins see it in `core show channel`)."""

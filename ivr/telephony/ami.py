@@ -48,7 +48,8 @@ class AmiClient:
         return bool(self.manager and self.manager.authenticated)
 
     async def action(self, action: dict[str, Any], timeout: float = 10, *, as_list: bool | None = None) -> Any:
-        return await asyncio.wait_for(self.manager.send_action(action, as_list=as_list), timeout)
+        async with asyncio.timeout(timeout):  # no extra task per action (wait_for makes one)
+            return await self.manager.send_action(action, as_list=as_list)
 
     async def command(self, cli: str, timeout: float = 10) -> str:
         """An Asterisk CLI command over AMI; its output as text."""
