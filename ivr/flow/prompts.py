@@ -49,28 +49,35 @@ def spoken_seconds(text: str) -> float:
     return round(words * 0.4 + cjk * 0.2, 3)
 
 
-def static_prompts(flows) -> list[tuple[str, str]]:
-    """Every prompt text without placeholders, per language: what can be rendered ahead."""
+def prompt_texts(flows):
+    """Every prompt in the flows (hotline texts and step parameters): each `{lang: text, ...}`
+    mapping, with its `audio` overrides if any, in the order they appear."""
     langs = set(flows.hotline.languages)
-    found: dict[tuple[str, str], None] = {}
 
-    def walk(value) -> None:
+    def walk(value):
         if isinstance(value, dict):
             keys = set(value) - {"audio"}
             if keys and keys <= langs and all(isinstance(v, str) for k, v in value.items() if k != "audio"):
-                for lang in keys:
-                    if "{" not in value[lang]:
-                        found[(value[lang], lang)] = None
+                yield value
                 return
             for item in value.values():
-                walk(item)
+                yield from walk(item)
         elif isinstance(value, (list, tuple)):
             for item in value:
-                walk(item)
+                yield from walk(item)
 
     for text in flows.hotline.texts.values():
-        walk(text)
+        yield from walk(text)
     for scene in flows.scenes.values():
         for step in scene.steps:
-            walk(step.params)
+            yield from walk(step.params)
+
+
+def static_prompts(flows) -> list[tuple[str, str]]:
+    """Every prompt text without placeholders, per language: what can be rendered ahead."""
+    found: dict[tuple[str, str], None] = {}
+    for prompt in prompt_texts(flows):
+        for lang, text in prompt.items():
+            if lang != "audio" and "{" not in text:
+                found[(text, lang)] = None
     return list(found)

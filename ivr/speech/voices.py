@@ -185,37 +185,21 @@ def prerender_items(flows, flows_dir: str | Path) -> list:
     {lang: text, audio: {lang: absolute path}} mapping (resolved against the flows folder, as
     the hotline resolves them during a call). A text that is only ever played as a recording is
     not synthesised."""
-    from ivr.flow.prompts import static_prompts
+    from ivr.flow.prompts import prompt_texts, static_prompts
 
     pairs = static_prompts(flows)
-    langs = set(flows.hotline.languages)
     base = Path(flows_dir)
     overrides: list[dict] = []
     recorded: set[tuple[str, str]] = set()
     spoken: set[tuple[str, str]] = set()
-
-    def walk(value) -> None:
-        if isinstance(value, dict):
-            keys = set(value) - {"audio"}
-            if keys and keys <= langs and all(isinstance(v, str) for k, v in value.items() if k != "audio"):
-                audio = value.get("audio") if isinstance(value.get("audio"), dict) else {}
-                files = {lang: str(base / path) for lang, path in audio.items()
-                         if lang in keys and isinstance(path, str) and path}
-                if files:
-                    overrides.append({**{lang: value[lang] for lang in files}, "audio": files})
-                for lang in keys:
-                    (recorded if lang in files else spoken).add((value[lang], lang))
-                return
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item)
-
-    for text in flows.hotline.texts.values():
-        walk(text)
-    for scene in flows.scenes.values():
-        for step in scene.steps:
-            walk(step.params)
+    for prompt in prompt_texts(flows):
+        keys = set(prompt) - {"audio"}
+        audio = prompt.get("audio") if isinstance(prompt.get("audio"), dict) else {}
+        files = {lang: str(base / path) for lang, path in audio.items()
+                 if lang in keys and isinstance(path, str) and path}
+        if files:
+            overrides.append({**{lang: prompt[lang] for lang in files}, "audio": files})
+        for lang in keys:
+            (recorded if lang in files else spoken).add((prompt[lang], lang))
     plain = [p for p in pairs if p not in recorded or p in spoken]
     return plain + overrides

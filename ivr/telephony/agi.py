@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -18,14 +17,13 @@ from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
 from ivr.telephony.admin import CONTEXT_LIMIT, mirror_call_state, transfer_variables
 from ivr.telephony.audio_fork import AgiAudioFork
+from ivr.telephony.call_ear import CallEar
 from ivr.telephony.sanitize import agi_value, caller_id
 
 if TYPE_CHECKING:
     from ivr.app import Hotline
 
 _LOGGER = logging.getLogger(__name__)
-_PLAIN = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # safe inside MSet's name=value,name=value
-EAR_WAIT = 1.0  # seconds a question waits for the caller's audio stream to be set up
 BARGE_KEYS = "0123456789*#"
 HEADER_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 3600.0  # a STREAM FILE of a long prompt legitimately takes a while
@@ -45,13 +43,10 @@ class AgiChannel:
         self.hung_up = False
         self.name = request.headers.get("agi_channel", "")
         self.uniqueid = request.headers.get("agi_uniqueid", "")
-        self._ear = None  # the call's SpeechListener, forked when the call first plays something
-        self._ear_task: asyncio.Task | None = None
-        self._fork: AgiAudioFork | None = None
-        self._no_ear = False
         self._playing = False
-        self._last_heard = None
-        self.on_timing = None  # (name, ms): set by the Hotline to publish Timing events
+        self.ear = CallEar(hotline, self.name, self._fork, on_barge=self._on_barge)
+        if hotline.ami is None or getattr(hotline, "audio_server", None) is None:
+            self.ear.off = True
 
     async def answered_at(self) -> float | None:
         """When the dialplan answered (IVR_T0, epoch seconds, the AGI script's first argument),
@@ -85,21 +80,11 @@ class AgiChannel:
         return result
 
     async def _flush_vars(self) -> None:
-        """Pending variables in as few round trips as possible: one MSet for all those whose
-        values are plain words (ids, scene names), one SET VARIABLE for each other."""
-        if not self._vars:
-            return
-        pending, self._vars = self._vars, {}
-        values = {name: agi_value(value, CONTEXT_LIMIT) for name, value in pending.items()}
-        plain = {n: v for n, v in values.items() if _PLAIN.fullmatch(v)}
-        if len(plain) > 1:
-            await self._send("EXEC MSet " + agi_value(",".join(f"{n}={v}" for n, v in plain.items()),
-                                                       CONTEXT_LIMIT * 2))
-        else:
-            plain = {}
-        for name, value in values.items():
-            if name not in plain:
-                await self._send(f'SET VARIABLE {name} "{value}"')
+        # one SET VARIABLE each: an EXEC MSet would save round trips, but `core show channels`
+        # would then show MSet instead of AGI as the call's application for the rest of the call
+        while self._vars:
+            name, value = self._vars.popitem()
+            await self._send(f'SET VARIABLE {name} "{agi_value(value, CONTEXT_LIMIT)}"')
 
     def show(self, name: str, value: str) -> None:
         """Set a channel variable before the next command (admins see it in `core show channel`)."""
@@ -109,7 +94,7 @@ class AgiChannel:
         path = await self._hotline.prompt_file(prompt)
         keys = BARGE_KEYS if prompt.barge_in else ""
         expect = prompt.expect
-        ear = await self._open_ear(expect)
+        ear = await self.ear.get(expect)
         if ear is not None:
             ear.clear()
             ear.prompt(barge=prompt.barge_in, lang=expect.lang or prompt.lang, hints=expect.hints,
@@ -119,7 +104,7 @@ class AgiChannel:
                 return await self._words(ear, deadline=self.clock())
             finally:
                 ear.idle()
-        self._report_turn()
+        self.ear.replying()
         self._playing = True
         try:
             result = await self.command(f'STREAM FILE {path} "{keys}"')
@@ -134,14 +119,14 @@ class AgiChannel:
             return None
         try:
             if ear.barged_at is not None:  # the caller spoke over it: their words are the answer
-                self._report_barge(ear)
+                self.ear.barged()
                 return await self._words(ear, deadline=self.clock())
             return None
         finally:
             ear.idle()
 
     async def listen(self, spec: ListenSpec) -> CallerInput:
-        ear = await self._open_ear(spec)
+        ear = await self.ear.get(spec)
         if ear is None:
             if not spec.dtmf:  # speech is off or unavailable: the step's no-input policy follows
                 await self.command(f"EXEC Wait {max(spec.timeout, 0.1):.1f}")
@@ -162,7 +147,7 @@ class AgiChannel:
         while True:
             heard = ear.take()
             if heard is not None:
-                return self._heard(heard)
+                return self.ear.heard(heard)
             busy = ear.busy  # speech under way: its words are coming
             if not busy and (self.clock() >= deadline or ear.closed):
                 return None
@@ -173,87 +158,31 @@ class AgiChannel:
                 return CallerInput("dtmf", chr(code))
 
     # -- speech --------------------------------------------------------------------------------
-    def _start_ear(self) -> None:
-        """Fork the caller's audio in the background, once, as soon as the call plays anything:
-        by the first question that takes speech, it is streaming."""
-        if self._ear_task is not None or self._no_ear or self.hung_up:
-            return
-        hearing = getattr(self._hotline, "hearing", None)
-        server = getattr(self._hotline, "audio_server", None)
-        if hearing is None or server is None or self._hotline.ami is None:
-            self._no_ear = True
-            return
-        self._ear_task = asyncio.get_running_loop().create_task(self._fork_ear(hearing, server))
-
-    async def _fork_ear(self, hearing, server):
-        listener = hearing.listener(on_barge=self._on_barge)
-        fork = AgiAudioFork(self._hotline.ami, server, self.name)
-        self._fork = fork
-        if not await fork.open(listener):
-            self._no_ear = True
-            return None
-        self._ear = listener
-        return listener
-
-    async def _open_ear(self, spec: ListenSpec | None):
-        """The call's listener when `spec` takes speech; None when speech is off or the fork
-        could not start (the call goes on with keys)."""
-        self._start_ear()
-        if spec is None or not spec.speech or self._ear_task is None:
-            return None
-        try:  # never keep the caller waiting on the fork: this prompt goes on without speech
-            async with asyncio.timeout(EAR_WAIT):
-                return await asyncio.shield(self._ear_task)
-        except TimeoutError:
-            _LOGGER.warning("audio for %s not streaming yet; this question takes keys only", self.name)
-            return None
+    async def _fork(self, listener):
+        fork = AgiAudioFork(self._hotline.ami, self._hotline.audio_server, self.name)
+        return fork if await fork.open(listener) else None
 
     def _on_barge(self) -> None:
-        if self._playing and self._fork is not None:
-            self._fork.stop_prompt()
+        if self._playing and self.ear.stream is not None:
+            self.ear.stream.stop_prompt()
 
-    def _heard(self, heard) -> CallerInput | None:
-        if heard is None:
-            return None
-        self._last_heard = heard
-        _LOGGER.debug("heard %r: %.1f s of speech ended %.0f ms ago, recognised %.0f ms ago", heard.text,
-                     heard.seconds, (time.monotonic() - heard.speech_end) * 1000,
-                     (time.monotonic() - heard.recognised) * 1000)
-        if self.on_timing is not None:
-            self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
-        return CallerInput("speech", heard.text, heard.confidence, heard.lang)
+    @property
+    def on_timing(self):
+        return self.ear.on_timing
 
-    def _report_barge(self, ear) -> None:
-        """How long the prompt played on after the caller began to speak."""
-        if ear.barge_onset is not None and self.on_timing is not None:
-            self.on_timing("barge_in", (time.monotonic() - ear.barge_onset) * 1000)
-
-    def _report_turn(self) -> None:
-        """Turn latency: from the end of the caller's speech to the reply's first audio."""
-        heard, self._last_heard = self._last_heard, None
-        if heard is not None and self.on_timing is not None:
-            self.on_timing("turn_latency", (time.monotonic() - heard.speech_end) * 1000)
-
-    def close_ear(self) -> None:
-        if self._ear_task is not None and not self._ear_task.done():
-            self._ear_task.cancel()
-        self._no_ear = True
-        if self._fork is not None:
-            self._fork.close()
-            self._fork = None
-        if self._ear is not None:
-            self._ear.close()
-            self._ear = None
+    @on_timing.setter
+    def on_timing(self, publish) -> None:  # the Hotline publishes Timing events through it
+        self.ear.on_timing = publish
 
     async def transfer(self, queue: str, context: dict) -> None:
-        self.close_ear()
+        await self.ear.close()
         for name, value in transfer_variables(queue, context).items():
             self.show(name, value)
         self.show("IVR_ACTION", "transfer")
         await self.command("NOOP transfer")
 
     async def hangup(self) -> None:
-        self.close_ear()
+        await self.ear.close()
         self.show("IVR_ACTION", "hangup")
         await self.command("NOOP hangup")
 
@@ -323,4 +252,4 @@ class FastAgiServer:
         except Exception:
             _LOGGER.exception("AGI call on %s failed", channel.name)
         finally:
-            channel.close_ear()
+            await channel.ear.close()

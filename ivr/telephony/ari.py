@@ -29,6 +29,7 @@ from ivr.errors import CallerHangup
 from ivr.flow.channel import TIMEOUT, CallerInput, ListenSpec, PromptOut
 from ivr.telephony.ari_client import AriClient, AriError
 from ivr.telephony.ari_media import MEDIA_ARG, AriAudioTap, MediaStarts
+from ivr.telephony.call_ear import CallEar
 from ivr.telephony.admin import mirror_call_state, transfer_variables
 from ivr.telephony.sanitize import agi_value, caller_id
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from ivr.app import Hotline
 
 _LOGGER = logging.getLogger(__name__)
-EAR_WAIT = 1.0  # seconds a question waits for the caller's audio stream to be set up
 GONE_EVENTS = ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest")
 STOP_TIMEOUT = 2.0  # DELETE /playbacks: the caller is waiting for the next prompt
 PLAY_SLACK = 15.0  # a prompt's PlaybackFinished is awaited its length plus this
@@ -67,13 +67,11 @@ class AriChannel:
         self.released = False  # we continued it to the dialplan
         self.first_audio: float | None = None  # seconds from StasisStart to the first PlaybackStarted
         self.task: asyncio.Task | None = None
-        self._ear = None  # the call's SpeechListener, tapped when the call first plays something
-        self._ear_task: asyncio.Task | None = None
-        self._tap: AriAudioTap | None = None
-        self._no_ear = False
+        self.ear = CallEar(hotline, self.name, self._tap, on_barge=self._on_barge,
+                           on_change=self._changed.set)
+        if getattr(hotline, "audio_server", None) is None:
+            self.ear.off = True
         self._barge = False  # the caller spoke over the current prompt
-        self._last_heard = None
-        self.on_timing = None  # (name, ms): set by the Hotline to publish Timing events
 
     def clock(self) -> float:
         return self._loop.time() - self._started
@@ -88,7 +86,7 @@ class AriChannel:
         elif kind == "PlaybackStarted":
             if self.first_audio is None:
                 self.first_audio = self.clock()
-            self._report_turn()
+            self.ear.replying()
         elif kind == "PlaybackFinished":
             self._finished.add((event.get("playback") or {}).get("id", ""))
         elif kind in GONE_EVENTS:
@@ -139,7 +137,7 @@ class AriChannel:
         if barge and self._keys:  # keyed ahead: the caller doesn't have to hear it
             return self._take()
         expect = prompt.expect
-        ear = await self._open_ear(expect)
+        ear = await self.ear.get(expect)
         if ear is not None:
             ear.clear()
             ear.prompt(barge=barge, lang=expect.lang or prompt.lang, hints=expect.hints,
@@ -147,7 +145,7 @@ class AriChannel:
         self._barge = False
         if ear is not None and ear.barged_at is not None:  # already talking: they don't need it
             try:
-                return self._heard(await ear.result(timeout=0))
+                return self.ear.heard(await ear.result(timeout=0))
             finally:
                 ear.idle()
         try:
@@ -185,8 +183,8 @@ class AriChannel:
         if self._keys:
             return self._take()
         if ear is not None and ear.barged_at is not None:  # spoken over: those words are the answer
-            self._report_barge(ear, stopped)
-            return self._heard(await ear.result(timeout=0))
+            self.ear.barged(stopped)
+            return self.ear.heard(await ear.result(timeout=0))
         return None
 
     async def _stop(self, pid: str) -> None:
@@ -210,7 +208,7 @@ class AriChannel:
     async def listen(self, spec: ListenSpec) -> CallerInput:
         self._check()
         await self._flush_vars()
-        ear = await self._open_ear(spec)
+        ear = await self.ear.get(spec)
         if ear is not None:
             ear.listen(lang=spec.lang, hints=spec.hints, detect=spec.detect)
             try:
@@ -243,87 +241,35 @@ class AriChannel:
                 heard = await ear.result(timeout=max(deadline - self._loop.time(), 0.0))
                 self._check()
                 if heard is not None:
-                    return self._heard(heard)
+                    return self.ear.heard(heard)
             if self._loop.time() >= deadline:
                 return TIMEOUT
 
     # -- speech --------------------------------------------------------------------------------
-    def _start_ear(self) -> None:
-        """Tap the caller's audio in the background, once, as soon as the call plays anything:
-        by the first question that takes speech, it is streaming."""
-        if self._ear_task is not None or self._no_ear or self.gone:
-            return
-        hearing = getattr(self._hotline, "hearing", None)
-        server = getattr(self._hotline, "audio_server", None)
-        if hearing is None or server is None:
-            self._no_ear = True
-            return
-        self._ear_task = self._loop.create_task(self._tap_ear(hearing, server))
-
-    async def _tap_ear(self, hearing, server):
-        listener = hearing.listener(on_barge=self._on_barge, on_change=self._changed.set)
-        tap = AriAudioTap(self._client, server, self.id, self._media)
-        self._tap = tap
-        if not await tap.open(listener):
-            self._no_ear = True
-            return None
-        self._ear = listener
-        return listener
-
-    async def _open_ear(self, spec: ListenSpec | None):
-        """The call's listener when `spec` takes speech; None when speech is off or the tap
-        could not start (the call goes on with keys)."""
-        self._start_ear()
-        if spec is None or not spec.speech or self._ear_task is None:
-            return None
-        try:  # never keep the caller waiting on the fork: this prompt goes on without speech
-            async with asyncio.timeout(EAR_WAIT):
-                return await asyncio.shield(self._ear_task)
-        except TimeoutError:
-            _LOGGER.warning("audio for %s not streaming yet; this question takes keys only", self.name)
-            return None
+    async def _tap(self, listener):
+        tap = AriAudioTap(self._client, self._hotline.audio_server, self.id, self._media)
+        return tap if await tap.open(listener) else None
 
     def _on_barge(self) -> None:
         self._barge = True  # play() sees it at once and stops the prompt
         self._changed.set()
 
-    def _heard(self, heard) -> CallerInput | None:
-        if heard is None:
-            return None
-        self._last_heard = heard
-        if self.on_timing is not None:
-            self.on_timing("asr", (heard.recognised - heard.speech_end) * 1000)
-        return CallerInput("speech", heard.text, heard.confidence, heard.lang)
+    @property
+    def on_timing(self):
+        return self.ear.on_timing
 
-    def _report_barge(self, ear, stopped: float | None) -> None:
-        """How long the prompt played on after the caller began to speak (to the stop's answer)."""
-        if ear.barge_onset is not None and stopped is not None and self.on_timing is not None:
-            self.on_timing("barge_in", (stopped - ear.barge_onset) * 1000)
-
-    def _report_turn(self) -> None:
-        """Turn latency: from the end of the caller's speech to the reply's first audio."""
-        heard, self._last_heard = self._last_heard, None
-        if heard is not None and self.on_timing is not None:
-            self.on_timing("turn_latency", (time.monotonic() - heard.speech_end) * 1000)
-
-    async def close_ear(self) -> None:
-        if self._ear_task is not None and not self._ear_task.done():
-            self._ear_task.cancel()
-        self._no_ear = True
-        tap, ear, self._tap, self._ear = self._tap, self._ear, None, None
-        if ear is not None:
-            ear.close()
-        if tap is not None:
-            await tap.close()
+    @on_timing.setter
+    def on_timing(self, publish) -> None:  # the Hotline publishes Timing events through it
+        self.ear.on_timing = publish
 
     async def transfer(self, queue: str, context: dict) -> None:
-        await self.close_ear()
+        await self.ear.close()
         await self._set_vars(transfer_variables(queue, context))
         await self._set_vars({"IVR_ACTION": "transfer"})
         await self.release()
 
     async def hangup(self) -> None:
-        await self.close_ear()
+        await self.ear.close()
         await self._set_vars({"IVR_ACTION": "hangup"})
         await self.release()
 
@@ -494,7 +440,7 @@ class AriController:
 
     async def _finish(self, channel: AriChannel, adopted: bool) -> None:
         try:
-            await channel.close_ear()
+            await channel.ear.close()
             if channel.first_audio is not None and not adopted:
                 self.first_audio.append(channel.first_audio)
                 _LOGGER.info("call on %s: first audio %.0f ms after StasisStart", channel.name,

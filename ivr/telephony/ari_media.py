@@ -58,6 +58,9 @@ class AriAudioTap:
             _LOGGER.warning("audio tap for channel %s not started: %s", self._channel_id, exc)
             await self.close()
             return False
+        except asyncio.CancelledError:  # the call ended while the tap was being set up
+            await self.close()
+            raise
         finally:
             self._starts.forget(self._snoop, self._media)
 

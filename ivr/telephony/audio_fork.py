@@ -33,12 +33,15 @@ class AgiAudioFork:
             await self._ami.originate(endpoint, context=SPY_CONTEXT, exten="s",
                                       variables={"SPYON": agi_value(self.channel_name, 120)},
                                       timeout_ms=int(CONNECT_TIMEOUT * 1000))
+            if not await self._server.wait_connected(self._sid, CONNECT_TIMEOUT):
+                _LOGGER.warning("audio fork for %s: Asterisk did not connect", self.channel_name)
+                self.close()
+                return False
+        except asyncio.CancelledError:  # the call ended while the fork was being set up
+            self.close()
+            raise
         except Exception as exc:
             _LOGGER.warning("audio fork for %s not started: %s", self.channel_name, exc)
-            self.close()
-            return False
-        if not await self._server.wait_connected(self._sid, CONNECT_TIMEOUT):
-            _LOGGER.warning("audio fork for %s: Asterisk did not connect", self.channel_name)
             self.close()
             return False
         return True
