@@ -11,6 +11,8 @@ command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)  # prompts until the sp
 command -v sox >/dev/null || need_apt+=(sox)  # converts recorded prompts for Asterisk
 command -v sipp >/dev/null || need_apt+=(sip-tester)  # `ivr call` and the end-to-end tests
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)  # Asterisk's chroot (Debian 12 has none)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the admin page's browser tests (Playwright)
+[[ -d /usr/share/fonts/truetype/liberation ]] || need_apt+=(fonts-liberation)  # text in screenshots
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} from Debian" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,8 @@ from ivr.data.directory import MemoryDirectory
 from ivr.flow.repository import FlowRepository
 from ivr.nlu.router import IntentRouter
 from ivr.services import BusinessCalendar, CallServices, MemoryOutbox, ProfileVerifier, StaticFlags
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def flow_repository(config: Config, paths: list[str] | None = None) -> FlowRepository:
@@ -36,16 +39,61 @@ def build_calendar(config: Config, now: Callable[[], datetime] | None = None) ->
 
 
 def build_services(config: Config, *, router: IntentRouter | None = None, flags: dict | None = None,
-                   now: Callable[[], datetime] | None = None) -> CallServices:
-    return CallServices(
+                   now: Callable[[], datetime] | None = None, history=None) -> CallServices:
+    """`history` (an ivr.store.history.HistoryStore) is the customer directory, verifier and
+    prediction record of live calls; without it, the in-memory demo customers serve."""
+    if history is not None:
+        from ivr.store.history import HistoryVerifier
+
+        directory, verifier = history, HistoryVerifier(history)
+    else:
         # a simulated call time (`at:`) also fixes the date the profiles' "due soon" facts use
-        directory=MemoryDirectory.from_jsonl(today=now().date() if now else None),
+        directory = MemoryDirectory.from_jsonl(today=now().date() if now else None)
+        verifier = ProfileVerifier()
+    return CallServices(
+        directory=directory,
         flags=StaticFlags({**config.flags, **(flags or {})}),
         calendar=build_calendar(config, now),
         sms=MemoryOutbox(),
-        verifier=ProfileVerifier(),
+        verifier=verifier,
         router=router or build_router(config),
+        predictions=history,
     )
+
+
+def build_sms(config: Config, db_path: Path):
+    """The SMS outbox on the store at `db_path`, delivering through the configured gateway."""
+    from ivr.sms.gateways import EmbeddedGateway, HttpGateway
+    from ivr.sms.outbox import SmsOutbox
+    from ivr.store.links import LinkTokens
+
+    sms = config.sms
+    if sms.gateway == "http":
+        gateway = HttpGateway(sms.http_url, method=sms.http_method, headers=sms.http_headers,
+                              body=sms.http_body, content_type=sms.http_content_type,
+                              timeout=sms.http_timeout)
+    else:
+        gateway = EmbeddedGateway()
+    return SmsOutbox(db_path, gateway, base_url=config.web.public_url,
+                     links=LinkTokens(db_path, ttl=sms.link_minutes * 60.0),
+                     retries=sms.retries, backoff=sms.backoff)
+
+
+def open_history(config: Config, path: Path | None = None, *, seed: bool = False):
+    """The HistoryStore at `path` (default VAR_DIR/ivr.db). With `seed`, an empty store first
+    gets the demo population (config `history.seed_demo`)."""
+    from ivr.store.history import HistoryStore
+
+    path = path or config.var_dir / "ivr.db"
+    history = HistoryStore(path)
+    if seed and config.history.seed_demo and history.customer_count() == 0:
+        from ivr.data.population import population
+        from ivr.store.history_import import import_records
+
+        report = import_records(population(config.history.demo_customers, seed=config.history.demo_seed),
+                                path, name="demo-data")
+        _LOGGER.warning("history: seeded %d demo customers into %s", report.loaded, path)
+    return history
 
 
 class Hotline:
@@ -53,11 +101,14 @@ class Hotline:
     current flows (recorded in the store), and turn a prompt into a file Asterisk can play."""
 
     def __init__(self, config: Config, repo, services: CallServices, *, store=None, prompts=None,
-                 asterisk_root: Path | None = None, ami=None, hearing=None, audio_server=None) -> None:
+                 asterisk_root: Path | None = None, ami=None, hearing=None, audio_server=None,
+                 history=None) -> None:
         self.config = config
         self.repo = repo
         self.services = services
         self.store = store
+        self.history = history  # learns contacts and prediction outcomes from every call
+        self.call_ended: list[Callable[[str], Any]] = []  # e.g. revoke the call's page links
         self.prompts = prompts
         self.asterisk_root = asterisk_root or Path("/")
         self.ami = ami
@@ -75,6 +126,8 @@ class Hotline:
             runner.stream.subscribe(on_event)
         if self.store is not None:
             self.store.attach(runner.stream, runner.state, channel=channel_name or None)
+        if self.history is not None:
+            self.history.attach(runner.stream, runner.state)
         if self.ami is not None:
             runner.stream.subscribe(self._admin_events(runner, channel_name))
         if hasattr(channel, "on_timing"):
@@ -93,6 +146,13 @@ class Hotline:
             self.active.pop(runner.state.call_id, None)
             if self.store is not None:
                 self.store.finish(runner.state.call_id, runner.state)
+            if self.history is not None:
+                self.history.finish(runner.state.call_id, runner.state)
+            for listener in self.call_ended:
+                try:
+                    listener(runner.state.call_id)
+                except Exception:  # one broken listener must not stop the others
+                    _LOGGER.exception("call-end listener failed for %s", runner.state.call_id)
 
     @staticmethod
     def _timing_publisher(runner, channel):
@@ -128,11 +188,16 @@ class Hotline:
             if isinstance(event, (ev.Scene, ev.Transfer, ev.Hangup)):
                 fields = {"Channel": channel_name, "CallID": runner.state.call_id,
                           "Scene": runner.state.scene, "IvrEvent": str(event.type)}
-                task = asyncio.get_running_loop().create_task(self.ami.user_event("IVRState", fields))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self.spawn(self.ami.user_event("IVRState", fields))
 
         return publish
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Run a fire-and-forget coroutine (an AMI action), kept referenced until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def prompt_file(self, prompt) -> str:
         """The prompt rendered (or its recorded override), as a path Asterisk plays: no extension."""

@@ -44,6 +44,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
     p.set_defaults(func=cmd_calls)
 
+    p = sub.add_parser("stats", help="analytics from the call store: containment, transfers, steps, funnels")
+    p.add_argument("--since", metavar="DATE", help="only calls started since (ISO date or date/time)")
+    p.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("web", help="serve the web app (admin page) in the foreground")
+    p.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    p.add_argument("--port", type=int, help="listen here (default: web.port)")
+    p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("history", help="the caller history: import customers, purge old turns, forget a customer")
+    hist = p.add_subparsers(dest="history_action", required=True, metavar="ACTION")
+    h = hist.add_parser("import", help="load customers from JSON lines (one customer per line)")
+    h.add_argument("file", metavar="FILE")
+    h.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    h.add_argument("--json", action="store_true", help="print the report as JSON")
+    h.set_defaults(func=cmd_history_import)
+    h = hist.add_parser("purge", help="delete turns and recordings older than the retention period")
+    h.add_argument("--days", type=int, help="keep this many days (default: history.retention_days)")
+    h.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    h.set_defaults(func=cmd_history_purge)
+    h = hist.add_parser("forget", help="delete one customer's data, keeping only anonymous aggregates")
+    h.add_argument("number", metavar="NUMBER", help="the customer's phone number")
+    h.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    h.set_defaults(func=cmd_history_forget)
+
+    p = sub.add_parser("sms", help="the text messages the hotline sent")
+    p.add_argument("action", choices=("outbox",))
+    p.add_argument("--last", type=int, default=20, metavar="N", help="how many (default: 20)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message and line")
+    p.add_argument("--db", metavar="PATH", help="the store (default: VAR_DIR/ivr.db)")
+    p.set_defaults(func=cmd_sms)
+
+    p = sub.add_parser("demo-data", help="seed a synthetic customer population (1,000 by default)")
+    p.add_argument("--customers", type=int, default=1000, metavar="N", help="how many (default: 1000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    p.add_argument("--db", metavar="PATH", help="import into this store (default: VAR_DIR/ivr.db)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write JSON lines here instead of importing")
+    p.set_defaults(func=cmd_demo_data)
+
     for name, text in (("up", "bring up the whole hotline in the background"),
                        ("down", "stop the hotline"), ("status", "say what runs")):
         p = sub.add_parser(name, help=text)
@@ -141,11 +182,23 @@ def cmd_simulate(args) -> int:
     flows = flow_repository(config, args.flows).load()
     scripts = [parse_script(p) for p in args.scripts]
     failed = 0
-    store = None
+    store = history = None
+    known_callers = False
     if getattr(args, "db", None):
+        from ivr.app import open_history
         from ivr.store import CallStore
 
         store = CallStore(args.db, channel="sim")
+        history = open_history(config, Path(args.db))  # the callers are the store's customers
+        known_callers = history.customer_count() > 0
+        # messages go to the store's outbox only: a simulated call never texts anyone
+        from ivr.sms.gateways import EmbeddedGateway
+        from ivr.sms.outbox import SmsOutbox
+
+        sms = SmsOutbox(Path(args.db), EmbeddedGateway(), base_url=config.web.public_url)
+        if not known_callers:
+            print(f"note: {args.db} has no customers; the demo customers take the calls "
+                  "(`ivr demo-data --db` or `ivr history import --db` loads some)", file=sys.stderr)
 
     hear = None
     if args.audio:
@@ -159,9 +212,19 @@ def cmd_simulate(args) -> int:
             flags = dict(f.split("=", 1) for f in args.flag if "=" in f)
             at = script.at or args.at
             now = (lambda: datetime.fromisoformat(at)) if at else None
-            services = build_services(config, flags={**flags, **script.flags}, now=now)
+            if history is not None:
+                history.set_clock(now)
+            services = build_services(config, flags={**flags, **script.flags}, now=now,
+                                      history=history if known_callers else None)
+            if history is not None:
+                services.predictions = history
+                services.sms = sms
             result = await simulate(flows, services, script, caller=args.caller, lang=args.lang,
-                                    recorder=store, hear=hear)
+                                    recorder=store, hear=hear, recorders=[history] if history else [])
+            if history is not None:
+                await history.drain()  # the next script's caller sees this call in their history
+                sms.call_ended(result.state.call_id)  # its links die with the call
+                await sms.drain()
             for event in result.events:
                 if args.json:
                     print(json.dumps(event.to_dict(), ensure_ascii=False))
@@ -180,6 +243,8 @@ def cmd_simulate(args) -> int:
     finally:
         if store is not None:
             store.close()
+        if history is not None:
+            history.close()
     return 1 if failed else 0
 
 
@@ -225,6 +290,102 @@ def cmd_say(args) -> int:
     return 0
 
 
+def _store_path(args, config=None) -> Path:
+    return Path(args.db) if getattr(args, "db", None) else (config or _config(args)).var_dir / "ivr.db"
+
+
+def cmd_history_import(args) -> int:
+    from ivr.store.history_import import import_file
+
+    if not Path(args.file).is_file():
+        raise IvrError(f"{args.file}: no such file", code="import-missing")
+    report = import_file(args.file, _store_path(args))
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for problem in report.problems:
+            print(problem)
+        print(f"loaded {report.loaded}, unchanged {report.unchanged}, rejected {report.rejected}",
+              file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
+def cmd_history_purge(args) -> int:
+    from ivr.store.retention import purge
+    from ivr.telephony.asterisk import RECORDINGS_DIR, AsteriskHost
+
+    config = _config(args)
+    days = config.history.retention_days if args.days is None else args.days
+    if days < 1:
+        raise IvrError("--days is 1 or more", code="usage")
+    recordings = [config.var_dir / "recordings"]
+    try:
+        recordings.append(AsteriskHost.locate(config, provision=False).host_path(RECORDINGS_DIR))
+    except IvrError:
+        pass  # no Asterisk here: no call recordings either
+    try:
+        result = purge(_store_path(args, config), days, recordings)
+    except FileNotFoundError:
+        raise IvrError(f"no call store at {_store_path(args, config)}", code="store-missing") from None
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_history_forget(args) -> int:
+    from ivr.store.retention import forget
+
+    try:
+        result = forget(_store_path(args), args.number)
+    except FileNotFoundError:
+        raise IvrError(f"no call store at {_store_path(args)}", code="store-missing") from None
+    except ValueError as exc:
+        raise IvrError(str(exc), code="usage") from None
+    print(json.dumps(result))
+    return 0 if result["customers_deleted"] or result["calls_anonymised"] else 1
+
+
+def cmd_sms(args) -> int:
+    from ivr.sms.outbox import read_outbox
+
+    if args.last < 0:
+        raise IvrError("--last is a number of messages (0 or more)", code="usage")
+    path = _store_path(args)
+    try:
+        messages = read_outbox(path, args.last)
+    except FileNotFoundError:
+        raise IvrError(f"no call store at {path}", code="store-missing") from None
+    for m in messages:
+        if args.json:
+            print(json.dumps(m, ensure_ascii=False))
+        else:
+            print(f"{m['created_at']}  {m['to']}  {m['purpose']}  {m['status']} ({m['gateway']},"
+                  f" {m['attempts']} attempts)  call {m['call_id']}\n  {m['text']}")
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from ivr.data.population import population
+
+    if not 1 <= args.customers <= 1_000_000:
+        raise IvrError("--customers is 1..1000000", code="usage")
+    records = population(args.customers, seed=args.seed)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        print(f"{args.output}: {args.customers} customers", file=sys.stderr)
+        return 0
+    from ivr.store.history_import import import_records
+
+    path = _store_path(args)
+    report = import_records(records, path, name="demo-data")
+    for problem in report.problems:
+        print(problem)
+    print(f"{path}: loaded {report.loaded}, unchanged {report.unchanged}, rejected {report.rejected}",
+          file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
 def cmd_supervise(args) -> int:
     from ivr import supervisor
 
@@ -240,7 +401,10 @@ def cmd_watchdog(args) -> int:
 def cmd_serve(args) -> int:
     from ivr.server import serve
 
-    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    for handler in root.handlers:  # the controller's log is read after the fact: say when
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     asyncio.run(serve(_config(args)))
     return 0
 
@@ -303,6 +467,32 @@ def cmd_calls(args) -> int:
             print(json.dumps(call, ensure_ascii=False))
             continue
         _print_call(call)
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from ivr.store.stats import compute
+    from ivr.store.stats_text import report
+
+    config = _config(args)
+    path = Path(args.db) if args.db else config.var_dir / "ivr.db"
+    try:
+        result = compute(path, since=args.since, tz=config.calendar.timezone)
+    except FileNotFoundError:
+        raise IvrError(f"no call store at {path}", code="store-missing") from None
+    print(json.dumps(result, ensure_ascii=False) if args.json else report(result))
+    return 0
+
+
+def cmd_web(args) -> int:
+    from ivr.web.run import run_standalone
+
+    config = _config(args)
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise IvrError("--port is a port number", code="usage")
+    path = Path(args.db) if args.db else config.var_dir / "ivr.db"
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
+    asyncio.run(run_standalone(config, path, port=args.port))
     return 0
 
 

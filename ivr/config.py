@@ -88,6 +88,39 @@ class SpeechConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    retention_days: int = 90  # `ivr history purge` deletes transcripts and recordings older than this
+    seed_demo: bool = True  # an empty store gets the demo population when the hotline starts
+    demo_customers: int = 1000  # how many customers that population has
+    demo_seed: int = 7  # the population's random seed
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    gateway: str = "embedded"  # embedded (the outbox in the store is the message) | http
+    link_minutes: int = 10  # a visual-page link expires after this long
+    retries: int = 4  # delivery attempts after the first, with doubling backoff
+    backoff: float = 1.0  # seconds before the first retry
+    http_url: str = ""  # the provider's API endpoint (gateway: http)
+    http_method: str = "POST"
+    http_headers: dict = field(default_factory=dict)  # e.g. {Authorization: "Bearer ..."}
+    http_body: str = '{"to": "$to", "text": "$text"}'  # string.Template; values escaped for the content type
+    http_content_type: str = "application/json"
+    http_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True  # `ivr serve` also serves the web app (admin page)
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"  # how callers' phones reach the pages (SMS links)
+    session_minutes: int = 30  # an admin session expires after this long without use
+    login_attempts: int = 5  # failed admin logins per IP within login_window, then refused
+    login_window: int = 300  # seconds
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     var_dir: str = "var"  # database, caches, rendered prompts
     dialplans: str = "dialplans"  # Asterisk config; `ivr check` reads queues.conf here
@@ -102,6 +135,9 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     flags: dict = field(default_factory=dict)  # admin flags until AstDB provides them
     source: str = ""  # the file this came from
     root: str = str(REPO_ROOT)
@@ -200,6 +236,12 @@ def _check(config: Config) -> None:
     for key in ("asr_window", "asr_timeout", "end_silence", "max_utterance"):
         if not getattr(sp, key) > 0:
             raise ConfigError(f"speech.{key}: must be positive", code="config-bad-value")
+    hist = config.history
+    if hist.retention_days < 1 or not 0 <= hist.demo_customers <= 1_000_000:
+        raise ConfigError("history.retention_days: 1 or more; history.demo_customers: 0..1000000",
+                          code="config-bad-value")
+    _check_web(config.web)
+    _check_sms(config.sms)
     if config.router.backend not in ("e5", "keywords"):
         raise ConfigError("router.backend: must be e5 or keywords", code="config-bad-value")
     for day, span in config.calendar.business_hours.items():
@@ -228,3 +270,32 @@ def _check(config: Config) -> None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"calendar.timezone: unknown time zone {config.calendar.timezone!r}",
                           code="config-bad-value") from None
+
+
+def _check_web(web: WebConfig) -> None:
+    if not 1 <= web.port <= 65535:
+        raise ConfigError("web.port: a port number", code="config-bad-value")
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", web.public_url):
+        raise ConfigError("web.public_url: an http:// or https:// URL", code="config-bad-value")
+    if not 1 <= web.session_minutes <= 24 * 60:
+        raise ConfigError("web.session_minutes: 1..1440", code="config-bad-value")
+    if not 1 <= web.login_attempts <= 1000 or not 1 <= web.login_window <= 86400:
+        raise ConfigError("web.login_attempts: 1..1000; web.login_window: 1..86400 seconds",
+                          code="config-bad-value")
+    if not web.bind.strip():
+        raise ConfigError("web.bind: an address", code="config-bad-value")
+
+
+def _check_sms(sms: SmsConfig) -> None:
+    if sms.gateway not in ("embedded", "http"):
+        raise ConfigError("sms.gateway: embedded or http", code="config-bad-value")
+    if sms.gateway == "http" and not re.fullmatch(r"https?://\S+", sms.http_url):
+        raise ConfigError("sms.http_url: the provider's http(s) URL (sms.gateway is http)",
+                          code="config-bad-value")
+    if not 1 <= sms.link_minutes <= 60 or not 0 <= sms.retries <= 10 or not 0 < sms.backoff <= 60:
+        raise ConfigError("sms.link_minutes: 1..60; sms.retries: 0..10; sms.backoff: 0..60 s",
+                          code="config-bad-value")
+    if sms.http_method.upper() not in ("POST", "PUT", "GET"):
+        raise ConfigError("sms.http_method: POST, PUT or GET", code="config-bad-value")
+    if not 0 < sms.http_timeout <= 60:
+        raise ConfigError("sms.http_timeout: 0..60 s", code="config-bad-value")

@@ -32,6 +32,7 @@ class EventType(StrEnum):
     HANGUP = "hangup"
     ERROR = "error"
     TIMING = "timing"
+    CHOICES = "choices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,8 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         data = {"t": round(self.t, 3), "type": self.type.value}
         for name in _field_names(type(self)):
-            data[name] = getattr(self, name)
+            value = getattr(self, name)
+            data[name] = list(value) if type(value) is tuple else value  # JSON's own form
         return data
 
     @staticmethod
@@ -125,6 +127,8 @@ class Proactive(Event):
     prediction: str
     accepted: bool | None
     score: float = 0.0
+    scene: str = ""  # the scene a yes leads to
+    parts: dict | None = None  # how the score was made: rule, own history, similar customers
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +183,21 @@ class Timing(Event):
     ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Choices(Event):
+    """What the current step takes, for the visual page: buttons (`items`: value and label) or
+    a keypad entry (`entry`: slot, length, sensitive). Valid until the next `step` event."""
+
+    type: ClassVar[EventType] = EventType.CHOICES
+    step: str
+    items: tuple = ()
+    entry: dict | None = None
+
+
 EVENT_CLASSES: dict[EventType, type[Event]] = {
     cls.type: cls
     for cls in (CallStart, Prompt, Input, Intent, Scene, Step, Slot, Lookup, Proactive, Sms,
-                Verified, Emergency, Transfer, Hangup, Error, Timing)
+                Verified, Emergency, Transfer, Hangup, Error, Timing, Choices)
 }
 
 Subscriber = Callable[[Event], None]

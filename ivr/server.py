@@ -1,7 +1,7 @@
 """The controller process (`ivr serve`): start order of the live services, and clean stop.
 
 flows -> router (warm) -> AMI + AstDB flags -> store -> prompt cache -> speech (models warm,
-AudioSocket server) -> FastAGI or ARI.
+AudioSocket server) -> FastAGI or ARI -> the web app (admin page, `web.*`).
 `ivr up` runs this in the background and waits for its ready file.
 """
 
@@ -14,7 +14,7 @@ import os
 import signal
 from pathlib import Path
 
-from ivr.app import Hotline, build_router, build_services, flow_repository
+from ivr.app import Hotline, build_router, build_services, build_sms, flow_repository, open_history
 from ivr.config import Config
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,13 +41,18 @@ async def serve(config: Config) -> None:
     await _retry(ami.connect, "AMI")
     flags = AstDbFlags(ami, tel.admin_poll, initial={str(k): str(v) for k, v in config.flags.items()})
     await flags.refresh()
-    services = dataclasses.replace(build_services(config, router=router), flags=flags)
     store = _open_store(config)
+    history = await asyncio.to_thread(open_history, config, seed=True)
+    sms = build_sms(config, config.var_dir / "ivr.db")
+    services = dataclasses.replace(build_services(config, router=router, history=history), flags=flags,
+                                   sms=sms)
     prompts = PromptCache(host.host_path(SOUNDS_DIR) / "cache",
                           await asyncio.to_thread(build_synthesizer, config.speech))
     hearing, audio_server = await _start_hearing(config)
     hotline = Hotline(config, repo, services, store=store, prompts=prompts,
-                      asterisk_root=host.root, ami=ami, hearing=hearing, audio_server=audio_server)
+                      asterisk_root=host.root, ami=ami, hearing=hearing, audio_server=audio_server,
+                      history=history)
+    hotline.call_ended.append(sms.call_ended)
     tasks = [asyncio.create_task(flags.run(), name="astdb-flags"),
              asyncio.create_task(_prerender(prerender_cache(prompts, config.speech), repo),
                                  name="prompt-prerender")]
@@ -62,6 +67,7 @@ async def serve(config: Config) -> None:
 
         controller = AriController(hotline, tel.bind, tel.http_port, "ivr", secrets["ARI_SECRET"], tel.ari_app)
     await controller.start()
+    web_server = await _start_web(config, hotline, sms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -74,6 +80,8 @@ async def serve(config: Config) -> None:
         await stop.wait()
     finally:
         ready.unlink(missing_ok=True)
+        if web_server is not None:
+            await web_server.stop()
         await controller.stop()
         if audio_server is not None:
             await audio_server.stop()
@@ -82,8 +90,34 @@ async def serve(config: Config) -> None:
         if hotline.active:
             _LOGGER.warning("stopping with %d calls in progress; the dialplan takes them over",
                             len(hotline.active))
+        await history.drain()
+        await sms.close()
         await asyncio.to_thread(store.close, 30)
+        history.close()
         ami.close()
+
+
+async def _start_web(config: Config, hotline: Hotline, sms):
+    """The web app on web.bind:web.port, over the same store: the admin page, and the callers'
+    visual pages over this process's live calls. A port that is taken is logged and the
+    controller runs on without it: calls matter more than the page."""
+    if not config.web.enabled:
+        return None
+    from ivr.errors import IvrError
+    from ivr.live import LiveCalls
+    from ivr.web import admin, visual
+    from ivr.web.run import start_web
+    from ivr.web.visits import Visits
+
+    visits = Visits()
+    hotline.call_ended.append(visits.end_call)  # the page dies with its call
+    pages = [admin.setup, visual.setup_for(LiveCalls(hotline.active), sms.links, hotline.services.verifier,
+                                          visits)]
+    try:
+        return await start_web(config, config.var_dir / "ivr.db", pages_setup=pages)
+    except IvrError as exc:
+        _LOGGER.error("web app not started: %s", exc)
+        return None
 
 
 async def _start_hearing(config: Config):

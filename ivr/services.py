@@ -28,7 +28,13 @@ class FlagProvider(Protocol):
 
 
 class SmsGateway(Protocol):
-    async def send_link(self, call_id: str, to: str, purpose: str) -> str: ...
+    async def send_link(self, call_id: str, to: str, purpose: str, lang: str = "en") -> str:
+        """Text `to` a link to this call's page; returns the link. Never waits on delivery."""
+
+
+class PredictionOutcomes(Protocol):
+    async def outcomes(self, names: list[str]) -> dict[str, tuple[int, int]]:
+        """(asked, right) per proactive rule name, over earlier calls."""
 
 
 class Verifier(Protocol):
@@ -106,20 +112,22 @@ class SentMessage:
 
 
 class MemoryOutbox:
-    """Keeps sent links in memory. The real outbox and gateways come with the visual IVR issue."""
+    """Keeps sent links in memory: the simulator without a store, and unit tests. Live calls
+    use the store's outbox (`ivr.sms.outbox.SmsOutbox`)."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080") -> None:
         self.base_url = base_url.rstrip("/")
         self.sent: list[SentMessage] = []
 
-    async def send_link(self, call_id: str, to: str, purpose: str) -> str:
+    async def send_link(self, call_id: str, to: str, purpose: str, lang: str = "en") -> str:
         url = f"{self.base_url}/v/{secrets.token_urlsafe(32)}"
         self.sent.append(SentMessage(call_id, to, purpose, url))
         return url
 
 
 class ProfileVerifier:
-    """Compares an answer with the profile's factor. Hashed factors arrive with the store issue."""
+    """Compares an answer with a plain factor in the profile: the in-memory demo directory only.
+    The store keeps factors hashed and checks them itself (`ivr.store.history.HistoryVerifier`)."""
 
     FIELDS = {"dob": "birth_date", "id_last4": "id_last4"}
 
@@ -140,3 +148,4 @@ class CallServices:
     sms: SmsGateway = field(default_factory=MemoryOutbox)
     verifier: Verifier = field(default_factory=ProfileVerifier)
     router: Any = None  # ivr.nlu.router.IntentRouter
+    predictions: PredictionOutcomes | None = None  # how earlier proactive questions turned out

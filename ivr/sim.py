@@ -101,6 +101,7 @@ class SimChannel:
         self._actions = list(actions)
         self._hear = hear  # with `--audio`: (text, lang, hints) -> Transcript, through TTS and ASR
         self._silence_left: float | None = None
+        self._injected: list[CallerInput] = []
         self.t = 0.0
         self.transferred_to: str | None = None
         self.transfer_context: dict | None = None
@@ -113,7 +114,13 @@ class SimChannel:
         self.t += spoken_seconds(prompt.text)
         return None
 
+    def inject(self, inp: CallerInput) -> None:
+        """An input from outside the script (a visual page driving a simulated call)."""
+        self._injected.append(inp)
+
     async def listen(self, spec: ListenSpec) -> CallerInput:
+        if self._injected:
+            return self._injected.pop(0)
         while True:
             if not self._actions:
                 raise CallerHangup()  # the script is over: the caller hangs up
@@ -173,18 +180,20 @@ class SimResult:
 
 
 async def simulate(flows: FlowSet, services: CallServices, script: Script, *, caller: str = "",
-                   lang: str | None = None, recorder=None, hear=None) -> SimResult:
-    """`recorder` (e.g. an ivr.store.CallStore) gets attach(stream, state) before the call and
-    finish(call_id, state) after it. `hear` passes the caller's words through TTS and ASR."""
+                   lang: str | None = None, recorder=None, hear=None, recorders=()) -> SimResult:
+    """`recorder` (e.g. an ivr.store.CallStore) and each of `recorders` (the HistoryStore) get
+    attach(stream, state) before the call and finish(call_id, state) after it. `hear` passes
+    the caller's words through TTS and ASR."""
     channel = SimChannel(script.actions, hear)
     runner = CallRunner(flows, channel, services, caller=script.caller or caller, lang=script.lang or lang)
-    if recorder is not None:
-        recorder.attach(runner.stream, runner.state)
+    recorders = [r for r in (recorder, *recorders) if r is not None]
+    for r in recorders:
+        r.attach(runner.stream, runner.state)
     try:
         state = await runner.run()
     finally:
-        if recorder is not None:
-            recorder.finish(runner.state.call_id, runner.state)
+        for r in recorders:
+            r.finish(runner.state.call_id, runner.state)
     events = runner.stream.history
     return SimResult(script, state, events, check_expectations(script.expect, state, events))
 

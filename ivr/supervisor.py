@@ -122,6 +122,9 @@ def up(config: Config, *, timeout: float = 120) -> int:
     print(f"  softphone: sip:{tel.extension}@{tel.bind}:{tel.sip_port} "
           f"(user softphone, password in {config.var_dir / 'secrets.json'})")
     print("  test call: .venv/bin/ivr call flows/tests/call_keys.yaml")
+    if config.web.enabled:
+        print(f"  admin page: http://{config.web.bind}:{config.web.port}/admin "
+              f"(password: WEB_ADMIN_PASSWORD in {config.var_dir / 'secrets.json'})")
     return 0
 
 

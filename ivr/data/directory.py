@@ -1,6 +1,7 @@
 """An in-memory customer directory read from JSON lines (the `ivr history import` format).
 
-It backs the simulator and the demo until the SQLite store (caller-history issue) replaces it.
+It backs the simulator when no store is given (`ivr simulate` without `--db`) and unit tests;
+live calls use the SQLite history (`ivr.store.history`).
 Profiles carry derived facts that flows test: the open claim, a blocked card, a bill due soon.
 """
 
@@ -9,21 +10,15 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ivr.data.profile import derive_facts
+from ivr.data.records import normalise_phone
+
 _LOGGER = logging.getLogger(__name__)
-OPEN_CLAIM = ("reported", "under_review", "approved")
 DEMO_FILE = Path(__file__).with_name("demo_customers.jsonl")
-
-
-def normalise_phone(number: str) -> str:
-    """Digits with a leading + kept; anything else (quotes, CR/LF, letters) dropped."""
-    number = (number or "").strip()
-    digits = re.sub(r"\D", "", number)[:20]
-    return ("+" + digits) if number.startswith("+") and digits else digits
 
 
 class MemoryDirectory:
@@ -74,19 +69,4 @@ class MemoryDirectory:
                     return
 
     def _derive(self, c: dict[str, Any]) -> dict[str, Any]:
-        today = self.today()
-        soon = (today + timedelta(days=30)).isoformat()
-        claims = sorted(c.get("claims", []), key=lambda x: x.get("opened", ""), reverse=True)
-        c["open_claims"] = [x for x in claims if x.get("status") in OPEN_CLAIM]
-        c["open_claim"] = c["open_claims"][0] if c["open_claims"] else None
-        c["blocked_cards"] = [x for x in c.get("cards", []) if x.get("status") == "blocked"]
-        c["bill_due"] = next((x for x in c.get("cards", []) if x.get("status") == "active"
-                              and today.isoformat() <= str(x.get("statement_due", "")) <= soon), None)
-        c["renewal_due"] = next((p for p in c.get("policies", []) if p.get("status") == "active"
-                                 and today.isoformat() <= str(p.get("renewal_due", "")) <= soon), None)
-        cutoff = (today - timedelta(days=7)).isoformat()
-        calls = sorted(c.get("calls", []), key=lambda x: x.get("at", ""), reverse=True)
-        c["recent_unresolved"] = next((x for x in calls if not x.get("resolved", True)
-                                       and str(x.get("at", "")) >= cutoff), None)
-        c["mobile"] = c.get("mobile") or c["phone"]
-        return c
+        return derive_facts(c, self.today())

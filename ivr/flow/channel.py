@@ -56,3 +56,11 @@ class Channel(Protocol):
 
     async def hangup(self) -> None:
         """End the call from our side."""
+
+
+class Injectable(Protocol):
+    """What a transport offers the visual page: an input that did not come down the phone line
+    (a tap, keys from the page's keypad). It counts as the caller's next input; an
+    interruptible prompt stops for it."""
+
+    def inject(self, inp: CallerInput) -> None: ...

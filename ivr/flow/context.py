@@ -25,6 +25,8 @@ MAX_REPEATS = 3
 ESCAPE_WORDS = 8  # longest utterance in which "agent"/"repeat" counts as an escape
 ROUTED_ESCAPE_WORDS = 5  # where free speech is routed to scenes: the router knows "agent" too
 TEXT_ESCAPE_WORDS = 3  # where speech is kept as text (an address may say "customer service")
+VERIFIED_TAP = "@verified"  # the input the visual page sends when the caller verified there
+YES_NO = {"yes": {"en": "Yes", "zh": "是"}, "no": {"en": "No", "zh": "不是"}}
 _WORDS = re.compile(r"[\w']+")
 
 
@@ -54,6 +56,8 @@ class StepContext:
         self.profile = profile or {}
         self.scene: SceneDef | None = None
         self.step: StepDef | None = None
+        self.verifying = False  # a verify step is asking for the second factor
+        self.pending_tap: CallerInput | None = None  # a tap that cut a statement short
         self.typeahead = ""
         self.sensitive_slots: set[str] = set()
 
@@ -88,6 +92,17 @@ class StepContext:
     def text(self, name: str) -> dict[str, str]:
         return self.flows.hotline.texts.get(name) or {}
 
+    def offer(self, items: list[dict] | None = None, entry: dict | None = None, *,
+              step_id: str | None = None) -> None:
+        """Tell the visual page what this step takes: buttons (value, label) or a keypad entry."""
+        step_id = step_id or (self.step.id if self.step else "")
+        where = f"{self.scene.id}.{step_id}" if self.scene and step_id else ""
+        self.publish(ev.Choices, step=where, items=tuple(items or ()), entry=entry)
+
+    def offer_yes_no(self) -> None:
+        self.offer([{"value": "yes", "label": YES_NO["yes"].get(self.lang, "Yes")},
+                    {"value": "no", "label": YES_NO["no"].get(self.lang, "No")}])
+
     # -- output -------------------------------------------------------------------------
     def render(self, text: dict[str, str] | None) -> str:
         return render(text, self.lang, self.values(), self.flows.hotline.default_language)
@@ -109,8 +124,21 @@ class StepContext:
         self.publish(ev.Prompt, text=shown, lang=self.lang, step=key)
         return await self.channel.play(out)
 
+    async def say_ahead(self, text: dict[str, str] | None) -> None:
+        """Say something the caller may cut short; keys pressed over it carry on to the next
+        question (type-ahead), as they would over any other prompt."""
+        barged = await self.say(text, barge_in=True)
+        if barged is not None and barged.kind in ("dtmf", "click"):
+            if barged.kind == "dtmf":
+                self.typeahead += barged.value
+            else:
+                self.pending_tap = barged
+
     # -- input --------------------------------------------------------------------------
     async def _next(self, spec: ListenSpec) -> CallerInput:
+        if self.pending_tap is not None:
+            tap, self.pending_tap = self.pending_tap, None
+            return tap
         if self.typeahead and spec.dtmf:
             keys, self.typeahead = self.typeahead[:MAX_KEYS], ""
             return CallerInput("dtmf", keys)
@@ -186,8 +214,8 @@ class StepContext:
         while True:
             barged = None
             say_lead, say_text = lead, text
-            if self.typeahead and spec.dtmf:  # the caller already keyed ahead: don't make them listen
-                say_lead = say_text = None
+            if self.typeahead and spec.dtmf or self.pending_tap is not None:
+                say_lead = say_text = None  # the caller already keyed or tapped ahead: don't make them listen
             expect = self._expect(spec)
             if say_lead:
                 barged = await self.say(say_lead, barge_in=barge_in, expect=expect)
@@ -205,6 +233,12 @@ class StepContext:
                 else:
                     self._adopt_language(inp.lang)
                     inp = CallerInput("speech", clean_text(inp.value), inp.confidence)
+            if inp.kind == "click" and inp.value == VERIFIED_TAP:  # verified on the visual page
+                await self.say_ahead(self.text("verified"))  # a tap or key over it is the answer
+                if self.verifying:
+                    return inp  # the verify step sees state.verified and is done
+                lead = None
+                continue  # the current question again
             if inp.kind == "click":
                 inp = CallerInput("click", clean_text(inp.value, 100))
             if inp.kind != "timeout":

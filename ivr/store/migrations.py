@@ -1,8 +1,7 @@
 """Versioned schema migrations. `migrate(db)` is idempotent and safe to run from several
 processes at once (each migration runs in its own BEGIN IMMEDIATE transaction and re-checks).
 
-Never edit a released migration: append a new one. The history issue adds customers, policies,
-cards, claims, predictions... as migrations 2, 3, ...
+Never edit a released migration: append a new one.
 """
 
 from __future__ import annotations
@@ -58,8 +57,133 @@ def _m1_calls_and_events(db: sqlite_utils.Database) -> None:
                [secrets.token_hex(16)])
 
 
+def _m2_caller_history(db: sqlite_utils.Database) -> None:
+    # Customers and what they hold. Verification factors are salted scrypt hashes
+    # (ivr.store.factors), never plain text. `digest` is a keyed hash of the imported row: an
+    # unchanged row is skipped, so importing the same file twice changes nothing.
+    db.execute("""
+        CREATE TABLE customers (
+            id          INTEGER PRIMARY KEY,
+            phone       TEXT NOT NULL UNIQUE,
+            mobile      TEXT NOT NULL DEFAULT '',
+            name        TEXT NOT NULL DEFAULT '',
+            lang        TEXT NOT NULL DEFAULT '',
+            email       TEXT NOT NULL DEFAULT '',
+            address     TEXT NOT NULL DEFAULT '',
+            segment     TEXT NOT NULL DEFAULT '',
+            dob_hash    TEXT NOT NULL DEFAULT '',
+            id4_hash    TEXT NOT NULL DEFAULT '',
+            digest      TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        )""")
+    child = "customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE"
+    db.execute(f"""
+        CREATE TABLE policies (
+            number TEXT PRIMARY KEY, {child}, product TEXT NOT NULL, status TEXT NOT NULL,
+            renewal_due TEXT NOT NULL DEFAULT '', premium REAL, started TEXT NOT NULL DEFAULT '')""")
+    db.execute(f"""
+        CREATE TABLE claims (
+            number TEXT PRIMARY KEY, {child}, policy TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL, opened TEXT NOT NULL, kind TEXT NOT NULL DEFAULT '',
+            amount REAL)""")
+    db.execute(f"""
+        CREATE TABLE cards (
+            {child}, last4 TEXT NOT NULL, status TEXT NOT NULL,
+            statement_due TEXT NOT NULL DEFAULT '', balance REAL NOT NULL DEFAULT 0,
+            min_payment REAL NOT NULL DEFAULT 0, blocked_at TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (customer_id, last4))""")
+    db.execute(f"""
+        CREATE TABLE accounts (
+            number TEXT PRIMARY KEY, {child}, kind TEXT NOT NULL, status TEXT NOT NULL,
+            balance REAL NOT NULL DEFAULT 0)""")
+    db.execute(f"""
+        CREATE TABLE cases (
+            number TEXT PRIMARY KEY, {child}, kind TEXT NOT NULL, status TEXT NOT NULL,
+            opened TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '')""")
+    # One row per scene a past call of the customer went through: imported history
+    # (source 'import', call_key = the row's own key) and live calls (source 'call',
+    # call_key = calls.id). The proactive scores read recency and frequency from here.
+    db.execute(f"""
+        CREATE TABLE contacts (
+            {child}, call_key TEXT NOT NULL, at TEXT NOT NULL, scene TEXT NOT NULL,
+            resolved INTEGER NOT NULL DEFAULT 1, source TEXT NOT NULL DEFAULT 'import',
+            PRIMARY KEY (customer_id, call_key, scene))""")
+    db.execute("CREATE INDEX idx_contacts_at ON contacts(at)")
+    # Every proactive question asked, and how it turned out. customer_id is NULLed when a
+    # customer is forgotten: the anonymous row still counts in precision and acceptance.
+    db.execute("""
+        CREATE TABLE predictions (
+            id          INTEGER PRIMARY KEY,
+            call_id     TEXT NOT NULL,
+            customer_id INTEGER REFERENCES customers(id) ON DELETE SET NULL,
+            at          TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            scene       TEXT NOT NULL,
+            score       REAL NOT NULL,
+            parts       TEXT NOT NULL DEFAULT '{}',
+            accepted    INTEGER,
+            correct     INTEGER
+        )""")
+    db.execute("CREATE INDEX idx_predictions_name ON predictions(name, correct)")
+    db.execute("CREATE INDEX idx_predictions_call ON predictions(call_id)")
+    for table in ("policies", "claims", "cards", "accounts", "cases", "contacts"):
+        db.execute(f"CREATE INDEX idx_{table}_customer ON {table}(customer_id)")
+    # A call's turns: what the IVR said and what it heard, in order (retention purges these).
+    db.execute("""
+        CREATE VIEW turns AS
+            SELECT call_id, seq, t, CASE type WHEN 'prompt' THEN 'ivr' ELSE 'caller' END AS speaker,
+                   json_extract(data, '$.kind') AS kind,
+                   COALESCE(json_extract(data, '$.text'), json_extract(data, '$.value')) AS text
+            FROM events WHERE type IN ('prompt', 'input')""")
+
+
+def _m3_sms_and_links(db: sqlite_utils.Database) -> None:
+    # Every text message the hotline sends, with its delivery state. `body` holds the link for
+    # the embedded gateway (the outbox IS the delivery there); a real gateway's sent message
+    # keeps the body with the link's token cut off (the caller's phone has the link).
+    db.execute("""
+        CREATE TABLE sms_outbox (
+            id          INTEGER PRIMARY KEY,
+            call_id     TEXT NOT NULL DEFAULT '',
+            recipient   TEXT NOT NULL,
+            purpose     TEXT NOT NULL DEFAULT '',
+            body        TEXT NOT NULL,
+            gateway     TEXT NOT NULL,
+            status      TEXT NOT NULL DEFAULT 'queued',
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            sent_at     TEXT
+        )""")
+    db.execute("CREATE INDEX idx_sms_status ON sms_outbox(status, id)")
+    # Links to the visual page: only the token's sha256 is kept, bound to a call, a number and
+    # a purpose; spent once (a POST), expiring, revoked when the call ends.
+    db.execute("""
+        CREATE TABLE link_tokens (
+            token_hash  TEXT PRIMARY KEY,
+            call_id     TEXT NOT NULL,
+            phone       TEXT NOT NULL,
+            purpose     TEXT NOT NULL,
+            created_at  REAL NOT NULL,
+            expires_at  REAL NOT NULL,
+            spent_at    REAL,
+            revoked_at  REAL
+        )""")
+    db.execute("CREATE INDEX idx_link_tokens_call ON link_tokens(call_id)")
+
+
+def _m4_step_index(db: sqlite_utils.Database) -> None:
+    # `ivr stats` attributes no-input/no-match errors to the step event before them
+    db.execute("CREATE INDEX idx_events_step ON events(json_extract(data, '$.scene'),"
+               " json_extract(data, '$.id'), json_extract(data, '$.kind')) WHERE type = 'step'")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "calls and events", _m1_calls_and_events),
+    (2, "caller history: customers, holdings, contacts, predictions", _m2_caller_history),
+    (3, "sms outbox and visual-page link tokens", _m3_sms_and_links),
+    (4, "index of step events for the figures", _m4_step_index),
 ]
 
 

@@ -44,6 +44,9 @@ class AgiChannel:
         self.name = request.headers.get("agi_channel", "")
         self.uniqueid = request.headers.get("agi_uniqueid", "")
         self._playing = False
+        self._barge_ok = False  # the prompt playing may be interrupted
+        self._injected: list[CallerInput] = []  # taps and keys from the visual page
+        self.taps = False  # a page is open on this call: waits are sliced so its taps count
         self.ear = CallEar(hotline, self.name, self._fork, on_barge=self._on_barge)
         if hotline.ami is None or getattr(hotline, "audio_server", None) is None:
             self.ear.off = True
@@ -90,8 +93,28 @@ class AgiChannel:
         """Set a channel variable before the next command (admins see it in `core show channel`)."""
         self._vars[name] = value
 
+    def inject(self, inp: CallerInput) -> None:
+        """An input from the visual page. A prompt that may be interrupted stops at once (AMI
+        ControlPlayback); otherwise it counts at the next wait, which is sliced for it."""
+        self._injected.append(inp)
+        self.taps = True
+        if self._playing and self._barge_ok:
+            self._stop_prompt()
+
+    def _stop_prompt(self) -> None:
+        if self.ear.stream is not None:
+            self.ear.stream.stop_prompt()
+        elif self._hotline.ami is not None:
+            self._hotline.spawn(self._hotline.ami.action(
+                {"Action": "ControlPlayback", "Channel": self.name, "Control": "stop"}, timeout=2))
+
+    def _tap(self) -> CallerInput | None:
+        return self._injected.pop(0) if self._injected else None
+
     async def play(self, prompt: PromptOut) -> CallerInput | None:
         path = await self._hotline.prompt_file(prompt)
+        if prompt.barge_in and self._injected:  # tapped ahead: the caller doesn't have to hear it
+            return self._tap()
         keys = BARGE_KEYS if prompt.barge_in else ""
         expect = prompt.expect
         ear = await self.ear.get(expect)
@@ -105,7 +128,7 @@ class AgiChannel:
             finally:
                 ear.idle()
         self.ear.replying()
-        self._playing = True
+        self._playing, self._barge_ok = True, prompt.barge_in
         try:
             result = await self.command(f'STREAM FILE {path} "{keys}"')
         finally:
@@ -115,6 +138,10 @@ class AgiChannel:
             _LOGGER.error("STREAM FILE %s failed on %s", path, self.name)
         if code > 0:
             return CallerInput("dtmf", chr(code))
+        if prompt.barge_in and self._injected:  # a tap stopped it
+            if ear is not None:
+                ear.idle()
+            return self._tap()
         if ear is None:
             return None
         try:
@@ -126,8 +153,12 @@ class AgiChannel:
             ear.idle()
 
     async def listen(self, spec: ListenSpec) -> CallerInput:
+        if self._injected:
+            return self._tap()
         ear = await self.ear.get(spec)
         if ear is None:
+            if self.taps:
+                return await self._keys_or_taps(spec)
             if not spec.dtmf:  # speech is off or unavailable: the step's no-input policy follows
                 await self.command(f"EXEC Wait {max(spec.timeout, 0.1):.1f}")
                 return TIMEOUT
@@ -140,11 +171,29 @@ class AgiChannel:
         finally:
             ear.idle()
 
+    async def _keys_or_taps(self, spec: ListenSpec) -> CallerInput:
+        """WAIT FOR DIGIT in slices, so that a tap on the page counts within a slice."""
+        deadline = self.clock() + spec.timeout
+        while True:
+            tap = self._tap()
+            if tap is not None:
+                return tap
+            left = deadline - self.clock()
+            if left <= 0:
+                return TIMEOUT
+            result = await self.command(f"WAIT FOR DIGIT {max(int(min(left * 1000, DIGIT_SLICE_MS)), 1)}")
+            code = _result_code(result)
+            if code > 0 and spec.dtmf:
+                return CallerInput("dtmf", chr(code))
+
     async def _words(self, ear, *, deadline: float, keys: bool = False) -> CallerInput | None:
         """The caller's next words (or key, with `keys`); None when nothing began by `deadline`.
         WAIT FOR DIGIT cannot be interrupted, so it is sent in short slices; they also notice a
         hangup, which a controller only hears about when it sends a command."""
         while True:
+            tap = self._tap()
+            if tap is not None:
+                return tap
             heard = ear.take()
             if heard is not None:
                 return self.ear.heard(heard)

@@ -59,6 +59,7 @@ class AriChannel:
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
         self._keys: list[str] = []
+        self._injected: list[CallerInput] = []  # taps and keys from the visual page
         self._changed = asyncio.Event()
         self._finished: set[str] = set()
         self._playing: str | None = None
@@ -114,7 +115,14 @@ class AriChannel:
         if self.gone:
             raise CallerHangup()
 
+    def inject(self, inp: CallerInput) -> None:
+        """An input from the visual page: it stops an interruptible prompt at once."""
+        self._injected.append(inp)
+        self._changed.set()
+
     def _take(self) -> CallerInput:
+        if self._injected:
+            return self._injected.pop(0)
         keys, self._keys = "".join(self._keys), []
         return CallerInput("dtmf", keys)
 
@@ -134,7 +142,7 @@ class AriChannel:
         path = await self._hotline.prompt_file(prompt)
         self._check()
         barge = prompt.barge_in
-        if barge and self._keys:  # keyed ahead: the caller doesn't have to hear it
+        if barge and (self._keys or self._injected):  # keyed or tapped ahead: no need to hear it
             return self._take()
         expect = prompt.expect
         ear = await self.ear.get(expect)
@@ -167,7 +175,7 @@ class AriChannel:
         # cancelled play leaves it set). Cleared once it has finished or been stopped.
         self._playing = pid
         done = await self._wait(lambda: pid in self._finished or self.gone or self._barge
-                                or (barge and bool(self._keys)), self._play_limit(path))
+                                or (barge and bool(self._keys or self._injected)), self._play_limit(path))
         self._check()
         stopped = None
         if pid not in self._finished:
@@ -180,7 +188,7 @@ class AriChannel:
         if not barge:  # keys during a prompt that may not be interrupted are dropped, as in AGI
             self._keys.clear()
             return None
-        if self._keys:
+        if self._keys or self._injected:
             return self._take()
         if ear is not None and ear.barged_at is not None:  # spoken over: those words are the answer
             self.ear.barged(stopped)
@@ -216,12 +224,12 @@ class AriChannel:
             finally:
                 ear.idle()
         if not spec.dtmf:  # speech is off or unavailable: the step's no-input policy follows
-            await self._wait(lambda: self.gone, max(spec.timeout, 0.1))
+            await self._wait(lambda: self.gone or bool(self._injected), max(spec.timeout, 0.1))
             self._check()
             self._keys.clear()
-            return TIMEOUT
-        await self._wait(lambda: self.gone or bool(self._keys), max(spec.timeout, 0.0))
-        if self._keys:  # keys that came with the hangup still count for nothing
+            return self._take() if self._injected else TIMEOUT
+        await self._wait(lambda: self.gone or bool(self._keys or self._injected), max(spec.timeout, 0.0))
+        if self._keys or self._injected:  # keys that came with the hangup still count for nothing
             self._check()
             return self._take()
         self._check()
@@ -230,9 +238,11 @@ class AriChannel:
     async def _listen_with(self, ear, spec: ListenSpec) -> CallerInput:
         deadline = self._loop.time() + max(spec.timeout, 0.0)
         while True:
-            await self._wait(lambda: self.gone or bool(self._keys) or ear.ready() or ear.busy,
+            await self._wait(lambda: self.gone or bool(self._keys or self._injected) or ear.ready() or ear.busy,
                              max(deadline - self._loop.time(), 0.0))
             self._check()
+            if self._injected:
+                return self._take()
             if self._keys:
                 if spec.dtmf:
                     return self._take()

@@ -21,7 +21,7 @@ from ivr.config import REPO_ROOT, Config
 from ivr.errors import IvrError
 
 _LOGGER = logging.getLogger(__name__)
-SECRET_NAMES = ("AMI_SECRET", "ARI_SECRET", "SOFTPHONE_SECRET", "AGENT_SECRET")
+SECRET_NAMES = ("AMI_SECRET", "ARI_SECRET", "SOFTPHONE_SECRET", "AGENT_SECRET", "WEB_ADMIN_PASSWORD")
 CONFIG_FILES = ("pjsip.conf", "extensions.conf", "queues.conf", "manager.conf", "http.conf",
                 "ari.conf", "logger.conf", "rtp.conf", "modules.conf")
 ASTERISK_UID = "asterisk"

@@ -330,6 +330,9 @@ def _write_config(path: Path, *, controller: str, var_dir: Path) -> Path:
     cal["business_hours"] = dict(ALWAYS_OPEN)
     cal["holidays_country"] = ""
     cal["extra_holidays"] = []
+    # these calls follow the prompts' timing: no SMS notice at call start, unless a test turns
+    # it on from the Asterisk CLI (`database put ivr visual.auto_offer 1`), as an admin would
+    data["flags"] = {**(data.get("flags") or {}), "visual.auto_offer": "0"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# written by tests/e2e/conftest.py: config.yaml with absolute paths\n"
                     + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -27,6 +27,8 @@ from ivr.sim import parse_script, simulate
 from ivr.store import CallStore, connect, migrate, read_recent
 from ivr.store.migrations import MIGRATIONS
 
+ALL = [m[0] for m in MIGRATIONS]
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "flows" / "tests"
 RESOLVED = SCRIPTS / "claim_status" / "en_keypad.yaml"  # +15550100002, ends resolved, ivr hangs up
@@ -79,11 +81,11 @@ def test_migrations_are_idempotent_and_keep_the_salt(tmp_path):
     path = tmp_path / "m.db"
     db = connect(path)
     try:
-        assert migrate(db) == [1]
+        assert migrate(db) == ALL
         salt = db.execute("SELECT value FROM settings WHERE key = 'caller_salt'").fetchone()[0]
         assert migrate(db) == []
         assert migrate(db) == []
-        assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert [v for (v,) in db.execute("SELECT version FROM schema_migrations")] == ALL
         assert {"calls", "events", "settings", "schema_migrations"} <= set(db.table_names())
         assert db.execute("SELECT value FROM settings WHERE key = 'caller_salt'").fetchone()[0] == salt
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -91,15 +93,15 @@ def test_migrations_are_idempotent_and_keep_the_salt(tmp_path):
     finally:
         db.close()
     CallStore(path).close()  # a store on an existing database migrates nothing
-    assert rows(path, "SELECT count(*) FROM schema_migrations") == [(1,)]
+    assert rows(path, "SELECT count(*) FROM schema_migrations") == [(len(ALL),)]
 
 
 def test_a_new_migration_runs_once_in_order_and_a_failing_one_rolls_back(tmp_path):
     db = connect(tmp_path / "m.db")
     try:
         migrate(db)
-        extra = MIGRATIONS + [(2, "notes", lambda d: d.execute("CREATE TABLE notes (x TEXT)"))]
-        assert migrate(db, extra) == [2]
+        extra = MIGRATIONS + [(100, "notes", lambda d: d.execute("CREATE TABLE notes (x TEXT)"))]
+        assert migrate(db, extra) == [100]
         assert migrate(db, extra) == []
 
         def broken(d):
@@ -107,9 +109,9 @@ def test_a_new_migration_runs_once_in_order_and_a_failing_one_rolls_back(tmp_pat
             raise RuntimeError("boom")
 
         with pytest.raises(RuntimeError):
-            migrate(db, extra + [(3, "broken", broken)])
+            migrate(db, extra + [(101, "broken", broken)])
         assert "half" not in db.table_names()  # the failed migration left nothing behind
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY 1")] == ALL + [100]
     finally:
         db.close()
 
@@ -134,7 +136,7 @@ def test_concurrent_migrations_from_two_connections_apply_once(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    assert rows(path, "SELECT version FROM schema_migrations") == [(1,)]
+    assert [v for (v,) in rows(path, "SELECT version FROM schema_migrations ORDER BY 1")] == ALL
 
 
 # -- recording calls -----------------------------------------------------------------------

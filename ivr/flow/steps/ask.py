@@ -57,6 +57,8 @@ async def run_ask(ctx: StepContext, step: StepDef) -> str | None:
         return verdict.value if verdict.ok else None
 
     free_text = spec_v["type"] == "text"  # an address may mention "customer service"
+    if "dtmf" in params.get("input", ("dtmf", "speech")) and not free_text:
+        ctx.offer(entry={"slot": slot, "length": max_keys(spec_v), "sensitive": bool(params["sensitive"])})
     value = await ctx.collect(params["say"], _spec(ctx, step, max_keys(spec_v), hints), interpret,
                               sensitive=params["sensitive"],
                               escape_words=TEXT_ESCAPE_WORDS if free_text else ESCAPE_WORDS)
@@ -88,6 +90,7 @@ async def run_confirm(ctx: StepContext, step: StepDef) -> str | None:
             return inp.value if inp.value in ("yes", "no") else None
         return yes_or_no(inp.value)
 
+    ctx.offer_yes_no()
     answer = await ctx.collect(params["say"], _spec(ctx, step, 1, ("yes", "no")), interpret,
                                option_keys=("1", "2"))
     if params.get("slot"):

@@ -46,11 +46,28 @@ async def run_menu(ctx: StepContext, step: StepDef) -> str | None:
 
     hints = tuple(w for o in options for ws in o.get("words", {}).values() for w in ws)
     limit = ROUTED_ESCAPE_WORDS if params.get("route") and router is not None else ESCAPE_WORDS
-    chosen = await ctx.collect(params["say"], _spec(ctx, step, 1, hints), interpret, option_keys=keys,
+    ctx.offer([{"value": o.get("key") or o["then"], "label": _label(ctx, o)} for o in options])
+    tapped: list[bool] = []
+
+    async def noting_taps(inp: CallerInput) -> dict | None:
+        tapped[:] = [inp.kind == "click"]
+        return await interpret(inp)
+
+    chosen = await ctx.collect(params["say"], _spec(ctx, step, 1, hints), noting_taps, option_keys=keys,
                                escape_words=limit)
+    if tapped and tapped[0]:  # a tap is silent: the caller hears what the call understood
+        await ctx.say_ahead({lang: text.replace("{_choice}", _label(ctx, chosen))
+                             for lang, text in ctx.text("chosen").items()})
     if params.get("slot"):
         ctx.set_slot(params["slot"], chosen.get("value") or chosen["then"])
     return chosen["then"]
+
+
+def _label(ctx: StepContext, option: dict) -> str:
+    label = option.get("label") or {}
+    if isinstance(label, dict):
+        return str(label.get(ctx.lang) or next(iter(label.values()), "") or option["then"])
+    return str(label or option["then"])
 
 
 async def _by_speech(ctx: StepContext, step: StepDef, options: tuple[dict, ...], text: str,

@@ -13,9 +13,10 @@ from ivr.flow.registry import Field, step
 })
 async def run_say(ctx: StepContext, step: StepDef) -> str | None:
     """Say something. Keys pressed over it carry on to the next step (type-ahead)."""
-    barged = await ctx.say(step.params["prompt"], barge_in=step.params["barge_in"])
-    if barged is not None and barged.kind == "dtmf":
-        ctx.typeahead += barged.value
+    if step.params["barge_in"]:
+        await ctx.say_ahead(step.params["prompt"])
+    else:
+        await ctx.say(step.params["prompt"], barge_in=False)
     return None
 
 

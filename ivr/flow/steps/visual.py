@@ -32,12 +32,13 @@ async def run_sms_link(ctx: StepContext, step: StepDef) -> str | None:
     if not to:
         ctx.publish(ev.Error, code="sms-no-number", message="no mobile number on file")
         return None
-    url = await ctx.services.sms.send_link(ctx.state.call_id, to, step.params["purpose"])
+    url = await ctx.services.sms.send_link(ctx.state.call_id, to, step.params["purpose"], lang=ctx.lang)
     token_at = url.rfind("/") + 1
     ctx.publish(ev.Sms, to=mask_phone(to), url=url[:token_at] + url[token_at:token_at + 4] + "…",
                 purpose=step.params["purpose"])
+    ctx.set_slot("page_sent", "yes")  # later steps can point at the page instead of reading out
     if step.params.get("say"):
-        await ctx.say(step.params["say"])
+        await ctx.say_ahead(step.params["say"])
     return None
 
 
@@ -55,6 +56,16 @@ async def run_verify(ctx: StepContext, step: StepDef) -> str | None:
     if not ctx.profile:
         ctx.publish(ev.Verified, method=method, ok=False)
         raise Jump(step.params.get("on_fail", "agent"), "unverifiable-caller")
+    ctx.offer(entry={"slot": method, "length": 8 if method == "dob" else 4, "sensitive": True},
+              step_id=step.id)
+    ctx.verifying = True
+    try:
+        return await _ask_factor(ctx, step, method)
+    finally:
+        ctx.verifying = False
+
+
+async def _ask_factor(ctx: StepContext, step: StepDef, method: str) -> str | None:
     question = step.params.get("say") or ctx.text(f"verify_{method}") or DEFAULT_VERIFY[method]
     spec = SPEC[method]
     timeout = ctx.flows.hotline.timeouts.get("first_input", 6.0)
@@ -62,6 +73,8 @@ async def run_verify(ctx: StepContext, step: StepDef) -> str | None:
     for _attempt in range(int(step.params.get("attempts", 3))):
         inp: CallerInput = await ctx.gather(question, ListenSpec(timeout=timeout, max_keys=8 if method == "dob" else 4),
                                             sensitive=True, lead=lead)
+        if ctx.state.verified:  # verified on the visual page meanwhile (the call said so)
+            return None
         if inp.kind == "timeout":  # silence is not a wrong answer: "I didn't hear anything"
             lead = ctx.text("no_input")
             ctx.publish(ev.Error, code="no-input", message=f"{ctx.scene.id}.{step.id}" if ctx.scene else "")
