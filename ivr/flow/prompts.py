@@ -13,6 +13,8 @@ def lookup(data: dict[str, Any], dotted: str, lang: str) -> str:
     for part in dotted.split("."):
         if isinstance(value, dict):
             value = value.get(part)
+        elif part == "last4" and isinstance(value, (str, int)):  # "the number ending {mobile.last4}"
+            value = str(value)[-4:]
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
