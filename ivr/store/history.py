@@ -219,11 +219,13 @@ class HistoryStore:
     def _record_call(self, call_id: str, caller: str, scenes: list[str], resolved: bool, at: str,
                      predictions: list[dict]) -> None:
         phone = normalise_phone(caller)
+        row = self._reader().execute("SELECT id FROM customers WHERE phone IN (?, ?, ?)",
+                                     _phone_forms(phone)).fetchone() if phone else None
+        cid = row[0] if row else None
+        if cid is None and not predictions:  # an unknown caller with no question: nothing to learn
+            return
 
         def write(conn) -> None:
-            row = conn.execute("SELECT id FROM customers WHERE phone IN (?, ?, ?)",
-                               _phone_forms(phone)).fetchone() if phone else None
-            cid = row[0] if row else None
             if cid is not None:
                 reasons = [s for s in dict.fromkeys(scenes) if s not in NAVIGATION and not s.endswith("_menu")]
                 conn.executemany(

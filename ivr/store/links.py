@@ -52,6 +52,7 @@ class LinkTokens:
         self._lock = threading.Lock()
         self._db = connect(path, busy_timeout=busy_timeout)
         migrate(self._db)
+        self._issued: set[str] = set()  # calls this process texted links for (most calls have none)
 
     def close(self) -> None:
         with self._lock:
@@ -65,6 +66,7 @@ class LinkTokens:
                 "INSERT INTO link_tokens(token_hash, call_id, phone, purpose, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)", [token_hash(token), call_id, phone, purpose, now, now + self.ttl])
             self._db.conn.commit()
+            self._issued.add(call_id)
         return token
 
     def check(self, token: str) -> LinkGrant:
@@ -94,8 +96,13 @@ class LinkTokens:
         return grant
 
     def revoke_call(self, call_id: str) -> int:
-        """The call is over: none of its links opens anything any more."""
+        """The call is over: none of its links opens anything any more. A call this process
+        issued no link for costs nothing (a link issued by an earlier process dies anyway: its
+        call is not running here, so the page says the call has ended)."""
         with self._lock:
+            if call_id not in self._issued:
+                return 0
+            self._issued.discard(call_id)
             cur = self._db.conn.execute(
                 "UPDATE link_tokens SET revoked_at = ? WHERE call_id = ? AND revoked_at IS NULL",
                 [self._clock(), call_id])
