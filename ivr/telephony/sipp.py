@@ -206,8 +206,8 @@ def scenario(script: Script, *, answer_wait_ms: int = 1500, key_gap_ms: int = 20
             body.append(f'<nop><action><exec rtp_stream="{escape(str(audio))},1,8"/></action></nop>')
             body.append(f'<pause milliseconds="{int(seconds * 1000) + 100}"/>')
         elif action.kind == "click":
-            raise IvrError("`click` actions need the visual issue's web page; this call can only "
-                           "press keys, speak, pause and hang up", code="call-unsupported-action")
+            raise IvrError("`click` is a tap on the visual page, which a SIP call cannot make; this "
+                           "call can only press keys, speak, pause and hang up", code="call-unsupported-action")
     if caller_hangs_up:
         body += [f'<send retrans="500">{_cdata(BYE)}</send>',
                  '<recv response="200" crlf="true" next="done"/>',
