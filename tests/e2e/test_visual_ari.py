@@ -12,16 +12,13 @@ call says "You chose credit cards." within a second of the tap.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import REPO, wait_for
-from test_visual_page import ARTIFACTS, CUSTOMER, latest_link
+from conftest import wait_for
+from test_visual_page import import_customer, latest_link
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +27,7 @@ PAGE_CSRF = re.compile(r'data-csrf="([^"]+)"')
 
 
 def test_ari_tap_stops_the_prompt_and_moves_the_call(hotline_ari):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    source = ARTIFACTS / "visual_customer_ari.jsonl"
-    source.write_text(json.dumps(CUSTOMER) + "\n", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "ivr", "--config", str(hotline_ari.config.source), "history",
-                          "import", str(source), "--db", str(hotline_ari.store_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr + out.stdout
+    import_customer(hotline_ari)
     hotline_ari.rx("database put ivr visual.auto_offer 1")
     try:
         time.sleep(1.0)  # the controller reads AstDB flags every 0.5 s

@@ -47,18 +47,23 @@ def latest_link(store: Path, call_ids_before: set[str]) -> dict | None:
     return fresh[0] if fresh and fresh[0]["url"] else None
 
 
+def import_customer(hotline) -> None:
+    """The page's customer into the hotline's store, as an operator would (`ivr history import`)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    source = ARTIFACTS / f"visual_customer_{hotline.mode}.jsonl"
+    source.write_text(json.dumps(CUSTOMER) + "\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "ivr", "--config", str(hotline.config.source), "history",
+                          "import", str(source), "--db", str(hotline.store_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr + out.stdout
+
+
 def test_a_caller_follows_and_drives_the_call_on_the_visual_page(hotline_agi):
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (./setup.sh installs it)")
     from playwright.sync_api import expect, sync_playwright
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    source = ARTIFACTS / "visual_customer.jsonl"
-    source.write_text(json.dumps(CUSTOMER) + "\n", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "ivr", "--config", str(hotline_agi.config.source), "history",
-                          "import", str(source), "--db", str(hotline_agi.store_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr + out.stdout
+    import_customer(hotline_agi)
     hotline_agi.rx("database put ivr visual.auto_offer 1")  # as an admin would, from the CLI
     try:
         _follow_and_drive(hotline_agi, expect, sync_playwright)
