@@ -199,6 +199,15 @@ class Hotline:
         task.add_done_callback(self._background.discard)
         return task
 
+    async def prompt_parts(self, prompt):
+        """The prompt as paths Asterisk plays one after another, each as soon as it is ready
+        (a long uncached prompt comes sentence by sentence: `PromptCache.render_parts`)."""
+        if prompt.audio or not hasattr(self.prompts, "render_parts"):
+            yield await self.prompt_file(prompt)
+            return
+        async for path in self.prompts.render_parts(prompt.text, prompt.lang):
+            yield "/" + str(Path(path).relative_to(self.asterisk_root))
+
     async def prompt_file(self, prompt) -> str:
         """The prompt rendered (or its recorded override), as a path Asterisk plays: no extension."""
         audio = self.config.resolve(self.config.flows.dir) / prompt.audio if prompt.audio else None

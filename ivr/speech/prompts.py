@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -25,6 +26,30 @@ from ivr.speech.tts import Synthesizer, clean_text
 
 DIR_MODE = 0o755
 KEY_CHARS = 24
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+MIN_PART_CHARS = 12  # shorter sentences ride with the next one ("Again," "OK.")
+
+
+def split_sentences(text: str) -> list[str]:
+    """`text` cut after each sentence's end (. ! ? and 。！？); short pieces joined to the next."""
+    parts: list[str] = []
+    carry = ""
+    for piece in _SENTENCE_END.split(text.strip()):
+        carry = f"{carry} {piece}".strip() if carry and not _CJK_END.search(carry) else carry + piece
+        if len(carry) >= MIN_PART_CHARS:
+            parts.append(carry)
+            carry = ""
+    if carry:
+        if parts:
+            parts[-1] = parts[-1] + ("" if _CJK_END.search(parts[-1]) else " ") + carry
+        else:
+            parts.append(carry)
+    return [p for p in parts if p.strip()]
+
+
+_CJK_END = re.compile(r"[。！？]$")
 
 
 def duration(path: str | Path) -> float:
@@ -103,6 +128,32 @@ class PromptCache:
                     os.chmod(p, DIR_MODE)
                 except PermissionError:  # a folder someone else made meanwhile
                     pass
+
+    def cached(self, text: str, lang: str) -> Path | None:
+        """The rendered prompt if it is on disk already (no rendering), else None."""
+        known = self._known.get((text, lang))
+        if known is not None:
+            return known
+        base = self.path_for(text, lang)
+        return base if self._complete(base) else None
+
+    async def render_parts(self, text: str, lang: str):
+        """The prompt as files to play one after another, each yielded as soon as it is
+        rendered: one file when it is cached (every static prompt is) or a single sentence;
+        otherwise sentence by sentence, so a long dynamic prompt starts playing when its first
+        sentence is ready instead of when the whole is. The sentences render in order, in the
+        background; ones the caller never hears (they interrupted) are still cached."""
+        parts = split_sentences(text) if self.cached(text, lang) is None else [text]
+        if len(parts) < 2:
+            yield await self.render(text, lang)
+            return
+        renders = [asyncio.ensure_future(self.render(part, lang)) for part in parts]
+        try:
+            for pending in renders:
+                yield await pending
+        finally:
+            for pending in renders:  # consumed or abandoned: no "exception never retrieved"
+                pending.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def render(self, text: str, lang: str, *, audio: str | Path | None = None) -> Path:
         """Path (no extension) of the rendered prompt; renders at most once per key, off the loop.

@@ -112,7 +112,14 @@ class AgiChannel:
         return self._injected.pop(0) if self._injected else None
 
     async def play(self, prompt: PromptOut) -> CallerInput | None:
-        path = await self._hotline.prompt_file(prompt)
+        parts = self._hotline.prompt_parts(prompt)
+        try:
+            return await self._play(prompt, parts)
+        finally:
+            await parts.aclose()
+
+    async def _play(self, prompt: PromptOut, parts) -> CallerInput | None:
+        path = await anext(parts)
         if prompt.barge_in and self._injected:  # tapped ahead: the caller doesn't have to hear it
             return self._tap()
         keys = BARGE_KEYS if prompt.barge_in else ""
@@ -128,14 +135,24 @@ class AgiChannel:
             finally:
                 ear.idle()
         self.ear.replying()
+        def interrupted() -> bool:
+            return bool(prompt.barge_in and self._injected) or (ear is not None and ear.barged_at is not None)
+
         self._playing, self._barge_ok = True, prompt.barge_in
+        code = 0
         try:
-            result = await self.command(f'STREAM FILE {path} "{keys}"')
+            while path is not None:  # one STREAM FILE per part, until the last or an interruption
+                result = await self.command(f'STREAM FILE {path} "{keys}"')
+                code = _result_code(result)
+                if code < 0:
+                    _LOGGER.error("STREAM FILE %s failed on %s", path, self.name)
+                if code or interrupted():
+                    break
+                path = await anext(parts, None)
+                if interrupted():  # while the next sentence was rendering
+                    break
         finally:
             self._playing = False
-        code = _result_code(result)
-        if code < 0:
-            _LOGGER.error("STREAM FILE %s failed on %s", path, self.name)
         if code > 0:
             return CallerInput("dtmf", chr(code))
         if prompt.barge_in and self._injected:  # a tap stopped it

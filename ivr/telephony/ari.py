@@ -139,7 +139,14 @@ class AriChannel:
 
     # -- the Channel Protocol ----------------------------------------------------------------
     async def play(self, prompt: PromptOut) -> CallerInput | None:
-        path = await self._hotline.prompt_file(prompt)
+        parts = self._hotline.prompt_parts(prompt)
+        try:
+            return await self._play_prompt(prompt, parts)
+        finally:
+            await parts.aclose()
+
+    async def _play_prompt(self, prompt: PromptOut, parts) -> CallerInput | None:
+        path = await anext(parts)
         self._check()
         barge = prompt.barge_in
         if barge and (self._keys or self._injected):  # keyed or tapped ahead: no need to hear it
@@ -157,34 +164,44 @@ class AriChannel:
             finally:
                 ear.idle()
         try:
-            return await self._play(path, barge, ear)
+            return await self._play(path, parts, barge, ear)
         finally:
             if ear is not None:
                 ear.idle()
 
-    async def _play(self, path: str, barge: bool, ear) -> CallerInput | None:
-        pid = uuid.uuid4().hex
-        self.show("IVR_PLAYBACK", pid)  # so a controller that re-adopts the call can stop it
-        await self._flush_vars()
-        try:
-            await self._rest("POST", f"/play/{pid}", params={"media": f"sound:{path}"})
-        except AriError as exc:
-            _LOGGER.error("playing %s on %s failed: %s", path, self.name, exc)
-            return None
-        # it exists in Asterisk now: a resync may look it up, and a release() stops it first (a
-        # cancelled play leaves it set). Cleared once it has finished or been stopped.
-        self._playing = pid
-        done = await self._wait(lambda: pid in self._finished or self.gone or self._barge
-                                or (barge and bool(self._keys or self._injected)), self._play_limit(path))
-        self._check()
+    async def _play(self, path: str | None, parts, barge: bool, ear) -> CallerInput | None:
+        """Play the parts one after another until the last, a hangup, or an interruption."""
+        def interrupted() -> bool:
+            return self.gone or self._barge or (barge and bool(self._keys or self._injected))
+
         stopped = None
-        if pid not in self._finished:
-            if not done:
-                _LOGGER.warning("no PlaybackFinished for %s on %s; stopping it", pid, self.name)
-            await self._stop(pid)
-            stopped = time.monotonic()
-        self._playing = None
-        self._finished.discard(pid)
+        while path is not None:
+            pid = uuid.uuid4().hex
+            self.show("IVR_PLAYBACK", pid)  # so a controller that re-adopts the call can stop it
+            await self._flush_vars()
+            try:
+                await self._rest("POST", f"/play/{pid}", params={"media": f"sound:{path}"})
+            except AriError as exc:
+                _LOGGER.error("playing %s on %s failed: %s", path, self.name, exc)
+                return None
+            # it exists in Asterisk now: a resync may look it up, and a release() stops it first (a
+            # cancelled play leaves it set). Cleared once it has finished or been stopped.
+            self._playing = pid
+            done = await self._wait(lambda: pid in self._finished or interrupted(), self._play_limit(path))
+            self._check()
+            if pid not in self._finished:
+                if not done:
+                    _LOGGER.warning("no PlaybackFinished for %s on %s; stopping it", pid, self.name)
+                await self._stop(pid)
+                stopped = time.monotonic()
+            self._playing = None
+            self._finished.discard(pid)
+            if stopped is not None or interrupted():
+                break
+            path = await anext(parts, None)
+            self._check()
+            if interrupted():  # while the next sentence was rendering
+                break
         if not barge:  # keys during a prompt that may not be interrupted are dropped, as in AGI
             self._keys.clear()
             return None

@@ -363,3 +363,39 @@ def test_write_wav_roundtrip(tmp_path):
     with wave.open(str(tmp_path / "a.wav")) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
         assert np.array_equal(np.frombuffer(w.readframes(800), dtype="<i2"), x)
+
+
+def test_split_sentences_keeps_decimals_and_joins_short_pieces():
+    from ivr.speech.prompts import split_sentences
+
+    assert split_sentences("I've registered your claim. Your claim number is 20267136. Again, that's it.") == [
+        "I've registered your claim.", "Your claim number is 20267136.", "Again, that's it."]
+    assert split_sentences("OK. Your balance is 80.25 yuan. Fine!") == ["OK. Your balance is 80.25 yuan. Fine!"]
+    assert split_sentences("已为您登记报案，报案号是20260948。再重复一遍，20260948。") == [
+        "已为您登记报案，报案号是20260948。", "再重复一遍，20260948。"]
+    assert split_sentences("Please hold") == ["Please hold"]
+
+
+class OneAtATimeSynth(CountingSynth):
+    """Renders one text at a time, as the shared piper voice does."""
+
+    def synthesize(self, text, lang):
+        with self.lock:
+            self.calls += 1
+            time.sleep(self.delay)
+            return self.inner.synthesize(text, lang)
+
+
+async def test_a_long_uncached_prompt_plays_from_its_first_sentence(tmp_path):
+    synth = OneAtATimeSynth(EspeakSynthesizer(), delay=0.3)
+    cache = PromptCache(tmp_path, synth)
+    text = "Your card ending 4321 has a balance of 80.25 yuan. The minimum payment is 10 yuan. It is due on the 10th."
+    parts = cache.render_parts(text, "en")
+    first = await anext(parts)
+    assert synth.calls < 3, "the first sentence waited for the whole prompt"
+    rest = [p async for p in parts]
+    assert len(rest) == 2 and all(Path(str(p) + ".wav").is_file() for p in [first, *rest])
+    # a prompt rendered whole before (every static prompt is pre-rendered) plays as one file
+    await cache.render("Welcome to Harbor Financial Group. How can I help?", "en")
+    whole = [p async for p in cache.render_parts("Welcome to Harbor Financial Group. How can I help?", "en")]
+    assert len(whole) == 1
