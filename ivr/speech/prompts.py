@@ -29,7 +29,7 @@ KEY_CHARS = 24
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
-MIN_PART_CHARS = 12  # shorter sentences ride with the next one ("Again," "OK.")
+MIN_PART_CHARS = 8  # shorter sentences ride with the next one ("OK." "Again,")
 
 
 def split_sentences(text: str) -> list[str]:
