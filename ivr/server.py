@@ -105,14 +105,16 @@ async def _start_web(config: Config, hotline: Hotline, sms):
         return None
     from ivr.errors import IvrError
     from ivr.live import LiveCalls
+    from ivr.verification import page_methods
     from ivr.web import admin, visual
     from ivr.web.run import start_web
     from ivr.web.visits import Visits
 
     visits = Visits()
+    methods = page_methods(hotline.services.verifier, sms)  # knowledge factors and texted codes
     hotline.call_ended.append(visits.end_call)  # the page dies with its call
-    pages = [admin.setup, visual.setup_for(LiveCalls(hotline.active), sms.links, hotline.services.verifier,
-                                          visits)]
+    hotline.call_ended.append(methods.end_call)  # and so do its codes
+    pages = [admin.setup, visual.setup_for(LiveCalls(hotline.active), sms.links, methods, visits)]
     try:
         return await start_web(config, config.var_dir / "ivr.db", pages_setup=pages)
     except IvrError as exc:

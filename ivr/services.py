@@ -38,6 +38,9 @@ class PredictionOutcomes(Protocol):
 
 
 class Verifier(Protocol):
+    """The knowledge factors (`dob`, `id_last4`) against the customer's record. The keypad
+    `verify` step asks it directly; the visual page's methods wrap it (ivr.verification)."""
+
     async def check(self, profile: dict[str, Any], method: str, answer: str) -> bool: ...
 
 

@@ -1,9 +1,10 @@
 """The SMS outbox: what a call's `sms_link` step talks to (the `SmsGateway` of ivr.services).
 
 `send_link` issues a link token, writes the message to the store's `sms_outbox` and returns the
-link at once; delivery runs in the background through the configured gateway, retried with
-backoff, so a slow or dead gateway never holds up or breaks the call. Every message and its
-delivery state can be read back (`ivr sms outbox`).
+link at once (`send_code` does the same for a one-time code: purpose `otp`, no link); delivery
+runs in the background through the configured gateway, retried with backoff, so a slow or
+dead gateway never holds up or breaks the call. Every message and its delivery state can be
+read back (`ivr sms outbox`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ TEXTS = {
                "zh": "{brand}：请点击链接完成本次通话的身份验证：{url}（{minutes}分钟内有效）"},
     "documents": {"en": "{brand}: the documents for your call: {url} (valid {minutes} minutes)",
                   "zh": "{brand}：本次通话的相关资料：{url}（{minutes}分钟内有效）"},
+    "otp": {"en": "{brand}: your verification code is {code}. It expires in {minutes} minutes. Do not share it with anyone.",
+            "zh": "{brand}：您的验证码为{code}，{minutes}分钟内有效。请勿向任何人透露。"},
 }
+HIDDEN_CODE = "••••••"
 _URL = re.compile(r"https?://[^\s（()]+")
 BRAND = {"en": "Harbor Financial", "zh": "港湾金融"}
 
@@ -61,10 +65,22 @@ class SmsOutbox:
         text = texts[lang].format(brand=BRAND.get(lang, BRAND["en"]), url=url,
                            minutes=max(1, round(self.links.ttl / 60)))
         row_id = await asyncio.to_thread(self._insert, call_id, to, purpose, text)
-        task = asyncio.get_running_loop().create_task(self._deliver(row_id, to, text, url))
+        self._spawn(self._deliver(row_id, to, text, text.replace(url, url[: url.rfind("/") + 1] + "…")))
+        return url
+
+    async def send_code(self, call_id: str, to: str, code: str, *, lang: str = "en", minutes: int = 5) -> None:
+        """Text a one-time code (ivr.verification). The embedded outbox keeps the message as it
+        is (that row is the message); for a real gateway the row never holds the code."""
+        lang = lang if lang in TEXTS["otp"] else "en"
+        text = TEXTS["otp"][lang].format(brand=BRAND.get(lang, BRAND["en"]), code=code, minutes=minutes)
+        stored = text if self.gateway.keeps_body else text.replace(code, HIDDEN_CODE)
+        row_id = await asyncio.to_thread(self._insert, call_id, to, "otp", stored)
+        self._spawn(self._deliver(row_id, to, text, stored))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return url
 
     def call_ended(self, call_id: str) -> None:
         """The call is over: its page links open nothing any more (off the event loop)."""
@@ -93,7 +109,8 @@ class SmsOutbox:
 
     # ---- delivery ----------------------------------------------------------------------
 
-    async def _deliver(self, row_id: int, to: str, text: str, url: str) -> None:
+    async def _deliver(self, row_id: int, to: str, text: str, redacted: str) -> None:
+        """Send `text`; once sent, a gateway that does not keep bodies leaves `redacted` in the row."""
         delay = self.backoff
         for attempt in range(1, self.retries + 2):
             try:
@@ -112,7 +129,7 @@ class SmsOutbox:
                 _LOGGER.exception("sms %d: gateway failed", row_id)
                 await asyncio.to_thread(self._update, row_id, "failed", attempt, f"{type(exc).__name__}: {exc}")
                 return
-            body = None if self.gateway.keeps_body else text.replace(url, url[: url.rfind("/") + 1] + "…")
+            body = None if self.gateway.keeps_body else redacted
             await asyncio.to_thread(self._update, row_id, "sent", attempt, "", body)
             return
 

@@ -7,7 +7,8 @@ GET /v           the page: transcript, the current step's buttons, a keypad with
                  verification form, and the caller's policies, cards and claims once verified
 GET /v/ws        the live feed (ivr.web.visual_feed), Origin-checked
 POST /v/tap, /v/keys, /v/verify   the same actions as forms (CSRF token), for pages without
-                 JavaScript and as the verification path
+                 JavaScript and as the verification path (any method of ivr.verification)
+POST /v/code     text a one-time code to the number on file (at most 3 per call)
 
 Every object shown is the visit's own call's customer: nothing on the page takes an id from
 the browser.
@@ -26,7 +27,9 @@ from typing import Any
 from aiohttp import web
 
 from ivr.live import LiveCalls
+from ivr.privacy import mask_phone
 from ivr.store.links import LinkRejected, LinkTokens
+from ivr.verification import Claimant, CodeRefused, Methods, page_methods
 from ivr.web import pages
 from ivr.web.app import CONFIG_KEY, SOCKETS_KEY
 from ivr.web.pages import Markup, esc
@@ -34,35 +37,39 @@ from ivr.web.security import client_ip, same_origin
 from ivr.web.visits import AttemptLimit, Visits
 from ivr.web.visual_feed import follow, origin_allowed
 from ivr.web.visual_text import TEXT, holdings_html, t
+from ivr.web.visual_verify import verify_section
 
 _LOGGER = logging.getLogger(__name__)
 
 LIVE_KEY = web.AppKey("live_calls", LiveCalls)
 LINKS_KEY = web.AppKey("link_tokens", LinkTokens)
 VISITS_KEY = web.AppKey("visits", Visits)
-VERIFIER_KEY = web.AppKey("verifier", object)
+METHODS_KEY = web.AppKey("verify_methods", Methods)
 LIMITS_KEY = web.AppKey("verify_limits", dict)
 VISIT_COOKIE = "ivr_visit"
 NONCE_COOKIE = "ivr_link"
-METHODS = ("dob", "id_last4")
 _KEY = secrets.token_bytes(32)  # per process: a restart invalidates open Continue forms
 
 
-def setup_for(live: LiveCalls, links: LinkTokens, verifier, visits: Visits | None = None, *,
+def setup_for(live: LiveCalls, links: LinkTokens, methods, visits: Visits | None = None, *,
               per_number: int = 5, per_ip: int = 20, window: float = 900.0):
-    """The page's `setup(app)`, over the process's live calls, link tokens and verifier."""
+    """The page's `setup(app)`, over the process's live calls, link tokens and verification
+    methods (ivr.verification.Methods; a bare Verifier offers the knowledge factors only)."""
+    if not isinstance(methods, Methods):
+        methods = page_methods(methods)
 
     def setup(app: web.Application) -> None:
         app[LIVE_KEY] = live
         app[LINKS_KEY] = links
         app[VISITS_KEY] = visits if visits is not None else Visits()
-        app[VERIFIER_KEY] = verifier
+        app[METHODS_KEY] = methods
         app[LIMITS_KEY] = {"number": AttemptLimit(per_number, window), "ip": AttemptLimit(per_ip, window)}
         app.router.add_get("/v", show)
         app.router.add_get("/v/ws", feed)
         app.router.add_post("/v/tap", tap)
         app.router.add_post("/v/keys", keys)
         app.router.add_post("/v/verify", verify)
+        app.router.add_post("/v/code", send_code)
         app.router.add_get("/v/{token}", continue_page)
         app.router.add_post("/v/{token}", spend)
 
@@ -166,17 +173,12 @@ async def show(request: web.Request) -> web.Response:
         "visual_page.html", heading=t(lang, "page_title"), csrf=visit.csrf,
         transcript_title=t(lang, "transcript"), choices_title=t(lang, "choices"),
         keypad_title=t(lang, "keypad"), delete=t(lang, "delete"), submit=t(lang, "submit"),
-        verify_section=Markup("") if verified else _verify_form(lang, visit.csrf),
+        verify_section=Markup("") if verified else verify_section(
+            lang, visit.csrf, request.app[METHODS_KEY], Claimant(visit.call_id, call.profile)),
         holdings=holdings_html(lang, call.profile) if verified else Markup(""),
         notice=Markup(f'<p class="notice" role="status">{esc(t(lang, notice))}</p>') if notice in TEXT else "",
         status=t(lang, "connecting"), strings=_strings(lang))
     return _page(lang, t(lang, "page_title"), body)
-
-
-def _verify_form(lang: str, csrf: str) -> Markup:
-    return pages.render("visual_verify.html", title=t(lang, "verify_title"), text=t(lang, "verify_text"),
-                        csrf=csrf, dob=t(lang, "dob"), id_last4=t(lang, "id_last4"),
-                        answer=t(lang, "answer"), button=t(lang, "verify"))
 
 
 def _strings(lang: str) -> str:
@@ -238,28 +240,56 @@ async def keys(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/v?notice=" + ("tapped" if ok else "refused"))
 
 
+def _locked_out(request: web.Request, visit) -> web.Response | None:
+    """429 with Retry-After while the visit's number or the address has failed too often."""
+    limits = request.app[LIMITS_KEY]
+    wait = max(limits["number"].retry_after(visit.phone), limits["ip"].retry_after(client_ip(request)))
+    if not wait:
+        return None
+    _LOGGER.warning("visual page: verification attempts limited for %s", mask_phone(visit.phone))
+    response = _message(visit.lang, "too_many", status=429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 async def verify(request: web.Request) -> web.Response:
     visit, call, form, refused = await _acting(request)
     if refused:
         return refused
-    limits = request.app[LIMITS_KEY]
-    ip = client_ip(request)
-    wait = max(limits["number"].retry_after(visit.phone), limits["ip"].retry_after(ip))
-    if wait:
-        response = _message(visit.lang, "too_many", status=429)
-        response.headers["Retry-After"] = str(wait)
-        return response
+    locked = _locked_out(request, visit)
+    if locked:
+        return locked
+    methods = request.app[METHODS_KEY]
     method = str(form.get("method", ""))
     answer = str(form.get("answer", ""))[:32]
-    if method not in METHODS:
+    if method not in methods:
         raise web.HTTPSeeOther("/v?notice=refused")
-    ok = await request.app[VERIFIER_KEY].check(call.profile, method, answer)
-    if not ok:
+    if not await methods.check(Claimant(visit.call_id, call.profile), method, answer):
+        limits = request.app[LIMITS_KEY]
         limits["number"].failed(visit.phone)
-        limits["ip"].failed(ip)
-        _LOGGER.warning("visual page: verification failed for call %s", visit.call_id)
-        raise web.HTTPSeeOther("/v?notice=verify_failed")
-    limits["number"].succeeded(visit.phone)
+        limits["ip"].failed(client_ip(request))
+        _LOGGER.warning("visual page: verification (%s) failed for call %s", method, visit.call_id)
+        raise web.HTTPSeeOther("/v?notice=" + ("code_failed" if method == "otp" else "verify_failed"))
+    request.app[LIMITS_KEY]["number"].succeeded(visit.phone)
     visit.verified = True
     call.mark_verified(method)
     raise web.HTTPSeeOther("/v?notice=verified_now")
+
+
+async def send_code(request: web.Request) -> web.Response:
+    """The "Text me a code" button: a new code to the number on file of the call's customer."""
+    visit, call, form, refused = await _acting(request)
+    if refused:
+        return refused
+    codes = request.app[METHODS_KEY].get("otp")
+    if codes is None or call.verified:
+        raise web.HTTPSeeOther("/v?notice=refused")
+    locked = _locked_out(request, visit)
+    if locked:
+        return locked
+    try:
+        await codes.send(Claimant(visit.call_id, call.profile), visit.lang)
+    except CodeRefused as exc:
+        _LOGGER.warning("visual page: no code sent for call %s: %s", visit.call_id, exc.code)
+        raise web.HTTPSeeOther("/v?notice=" + exc.code.replace("-", "_")) from None
+    raise web.HTTPSeeOther("/v?notice=code_sent")

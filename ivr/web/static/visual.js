@@ -13,7 +13,8 @@
   const entry = document.getElementById("entry");
   const hint = document.getElementById("entry-hint");
   const send = document.getElementById("send");
-  let seen = 0, ws = null, ended = false, delay = 500, want = null;
+  let seen = 0, ws = null, ended = false, delay = 500, want = null, submitting = false;
+  document.addEventListener("submit", (e) => { if (!e.defaultPrevented) submitting = true; });  // a real navigation
 
   function line(who, text, cls) {
     const li = document.createElement("li");
@@ -94,7 +95,8 @@
     } else if (ev.type === "step") {
       clearChoices();
     } else if (ev.type === "verified" && ev.ok) {
-      if (document.getElementById("verify")) location.replace("/v");  // the policies appear
+      // the policies appear; not while this page's own form is on its way (its answer shows them)
+      if (document.getElementById("verify") && !submitting) location.replace("/v");
     } else if (ev.type === "ended") {
       end(ev.how);
     }
@@ -145,5 +147,17 @@
     validate();
     act("keys", v);
   });
+  // the texted code: digits only; focused once sent; one request per press
+  const code = document.getElementById("otp-code");
+  if (code) {
+    code.addEventListener("input", () => { code.value = code.value.replace(/[^0-9]/g, "").slice(0, 6); });
+    if (new URLSearchParams(location.search).get("notice") === "code_sent") code.focus();
+  }
+  const sendCode = document.querySelector("form.send-code");
+  if (sendCode) {
+    sendCode.addEventListener("submit", () => {
+      setTimeout(() => { document.getElementById("send-code").disabled = true; }, 0);
+    });
+  }
   connect();
 })();
