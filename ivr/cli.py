@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="run a benchmark from tests/bench/ and print JSON")
-    p.add_argument("name", help="engine")
+    p.add_argument("name", help="engine, calls, speech, proactive, stats or visual (tests/bench/bench_NAME.py)")
     p.add_argument("--json", action="store_true", help="print JSON (the only format)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark")
     p.set_defaults(func=cmd_bench)

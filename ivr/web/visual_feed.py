@@ -5,6 +5,11 @@ Only what the caller heard and did is shown: prompts, their own (already masked)
 current step's choices, verification, and the end of the call. Slots, intents, lookups,
 proactive scores and timings stay on the server. The browser renders every text with
 `textContent`, never as HTML.
+
+Each live message (not the `hello` backlog) also carries `at`: the server's wall-clock time
+(`time.time()`, seconds) when the call published the event, while `t` is the call's own clock.
+The page ignores it; `ivr bench visual` subtracts it from its receive time to measure the
+event-to-page delay (both on one machine, so the clocks agree).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,6 +74,7 @@ async def follow(ws: web.WebSocketResponse, call, visit, since: int) -> None:
         counter["n"] += 1
         data = page_event(event, counter["n"])
         if data is not None and not queue.full():
+            data["at"] = round(time.time(), 4)  # publish time, for `ivr bench visual`
             queue.put_nowait(data)
 
     history = call.history
