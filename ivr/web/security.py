@@ -21,11 +21,12 @@ import hmac
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 from aiohttp import web
+
+from ivr.web.sessions import AttemptLimit, Sessions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ ABSOLUTE_SESSION = 12 * 3600.0
 @dataclass
 class Session:
     csrf: str
-    created: float
-    seen: float
 
 
 @dataclass
@@ -49,14 +48,16 @@ class AdminAuth:
     session_seconds: float = 1800.0
     max_failures: int = 5
     window: float = 300.0
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.monotonic  # tests move it; the tables below read it through
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    _sessions: "OrderedDict[str, Session]" = field(default_factory=OrderedDict)
-    _failures: "OrderedDict[str, deque]" = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if len(self.password) < 12:
             raise ValueError("the admin password must have 12 characters or more")
+        now = lambda: self.clock()  # noqa: E731
+        self._sessions: Sessions[Session] = Sessions(idle=self.session_seconds, absolute=ABSOLUTE_SESSION,
+                                                     limit=MAX_SESSIONS, clock=now)
+        self._failures = AttemptLimit(self.max_failures, self.window, clock=now, tracked=MAX_TRACKED_IPS)
 
     # ---- sign-in ---------------------------------------------------------------------
 
@@ -70,67 +71,30 @@ class AdminAuth:
 
     def retry_after(self, ip: str) -> int:
         """Seconds this IP must wait before another try (0: it may try now)."""
-        now = self.clock()
-        tries = self._failures.get(ip)
-        if not tries:
-            return 0
-        while tries and now - tries[0] >= self.window:
-            tries.popleft()
-        if not tries:
-            del self._failures[ip]
-            return 0
-        if len(tries) < self.max_failures:
-            return 0
-        return max(1, int(self.window - (now - tries[0])) + 1)
+        return self._failures.retry_after(ip)
 
     def check_password(self, ip: str, password: str) -> bool:
         """True when right; a wrong one counts against `ip`."""
         given = hashlib.sha256(str(password).encode()).digest()
         want = hashlib.sha256(self.password.encode()).digest()
         if hmac.compare_digest(given, want):
-            self._failures.pop(ip, None)
+            self._failures.succeeded(ip)
             return True
-        tries = self._failures.setdefault(ip, deque())
-        self._failures.move_to_end(ip)
-        tries.append(self.clock())
-        while len(self._failures) > MAX_TRACKED_IPS:
-            self._failures.popitem(last=False)
-        _LOGGER.warning("admin sign-in failed from %s (%d in the window)", ip, len(tries))
+        tries = self._failures.failed(ip)
+        _LOGGER.warning("admin sign-in failed from %s (%d in the window)", ip, tries)
         return False
 
     # ---- sessions --------------------------------------------------------------------
 
     def open_session(self) -> str:
-        token = secrets.token_urlsafe(32)
-        now = self.clock()
-        self._sessions[_digest(token)] = Session(csrf=secrets.token_urlsafe(32), created=now, seen=now)
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
-        return token
+        return self._sessions.open(Session(csrf=secrets.token_urlsafe(32)))
 
     def session(self, token: str | None) -> Session | None:
         """The live session for a cookie value (its idle time restarts), else None."""
-        if not token or len(token) > 128:
-            return None
-        key = _digest(token)
-        found = self._sessions.get(key)
-        if found is None:
-            return None
-        now = self.clock()
-        if now - found.seen > self.session_seconds or now - found.created > ABSOLUTE_SESSION:
-            del self._sessions[key]
-            return None
-        found.seen = now
-        self._sessions.move_to_end(key)
-        return found
+        return self._sessions.get(token)
 
     def close_session(self, token: str | None) -> None:
-        if token:
-            self._sessions.pop(_digest(token), None)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+        self._sessions.close(token)
 
 
 def client_ip(request: web.Request) -> str:

@@ -34,7 +34,8 @@ from ivr.web import pages
 from ivr.web.app import CONFIG_KEY, SOCKETS_KEY
 from ivr.web.pages import Markup, esc
 from ivr.web.security import client_ip, same_origin
-from ivr.web.visits import AttemptLimit, Visits
+from ivr.web.sessions import AttemptLimit
+from ivr.web.visits import Visits
 from ivr.web.visual_feed import follow, origin_allowed
 from ivr.web.visual_text import TEXT, holdings_html, t
 from ivr.web.visual_verify import verify_section
