@@ -73,6 +73,7 @@ class PromptCache:
         self._count_lock = threading.Lock()
         self._audio_keys: dict[tuple, Path] = {}
         self._known: dict[tuple[str, str], Path] = {}  # (text, lang) -> a base known to be complete
+        self._chains: set[asyncio.Task] = set()  # sentence renders still running (render_parts)
 
     # ---- keys and paths -------------------------------------------------------------------
     def _lang_dir(self, lang: str) -> Path:
@@ -147,13 +148,25 @@ class PromptCache:
         if len(parts) < 2:
             yield await self.render(text, lang)
             return
-        renders = [asyncio.ensure_future(self.render(part, lang)) for part in parts]
+        loop = asyncio.get_running_loop()
+        ready = [loop.create_future() for _ in parts]
+
+        async def one_after_another() -> None:  # in order: worker threads would race for the voice
+            for part, done in zip(parts, ready):
+                try:
+                    done.set_result(await self.render(part, lang))
+                except Exception as exc:  # noqa: BLE001 - handed to whoever plays that part
+                    done.set_exception(exc)
+
+        chain = asyncio.ensure_future(one_after_another())
+        self._chains.add(chain)
+        chain.add_done_callback(self._chains.discard)
         try:
-            for pending in renders:
-                yield await pending
+            for done in ready:
+                yield await asyncio.shield(done)
         finally:
-            for pending in renders:  # consumed or abandoned: no "exception never retrieved"
-                pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+            for done in ready:  # consumed or abandoned: no "exception never retrieved"
+                done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def render(self, text: str, lang: str, *, audio: str | Path | None = None) -> Path:
         """Path (no extension) of the rendered prompt; renders at most once per key, off the loop.
