@@ -63,6 +63,7 @@ class AriChannel:
         self._changed = asyncio.Event()
         self._finished: set[str] = set()
         self._playing: str | None = None
+        self._posting: str | None = None  # a play request on its way (not yet answered)
         self._vars: dict[str, str] = {}  # admin variables waiting for the next command
         self.gone = False  # hung up, or left our Stasis app
         self.released = False  # we continued it to the dialplan
@@ -179,11 +180,14 @@ class AriChannel:
             pid = uuid.uuid4().hex
             self.show("IVR_PLAYBACK", pid)  # so a controller that re-adopts the call can stop it
             await self._flush_vars()
+            self._posting = pid  # sent: a release() meanwhile must stop it too
             try:
                 await self._rest("POST", f"/play/{pid}", params={"media": f"sound:{path}"})
             except AriError as exc:
                 _LOGGER.error("playing %s on %s failed: %s", path, self.name, exc)
                 return None
+            finally:
+                self._posting = None
             # it exists in Asterisk now: a resync may look it up, and a release() stops it first (a
             # cancelled play leaves it set). Cleared once it has finished or been stopped.
             self._playing = pid
@@ -308,8 +312,9 @@ class AriChannel:
 
     async def release(self) -> None:
         """Return the channel to the dialplan (`ivr-ari,start,2`), which reads IVR_ACTION."""
-        if self._playing is not None:  # a play was interrupted (shutdown): `continue` would
-            pid, self._playing = self._playing, None  # wait behind that prompt
+        pid = self._playing or self._posting
+        if pid is not None:  # a play was interrupted (shutdown): `continue` would
+            self._playing = self._posting = None  # wait behind that prompt
             await self._stop(pid)
         await self._rest("POST", "/continue")
         self.released = True
