@@ -208,6 +208,12 @@ class Hotline:
         async for path in self.prompts.render_parts(prompt.text, prompt.lang):
             yield "/" + str(Path(path).relative_to(self.asterisk_root))
 
+    def playable(self, path: str) -> bool:
+        """Whether a prompt path from `prompt_parts` (as Asterisk sees it) has its audio file:
+        a failed playback of an existing file means the caller hung up."""
+        on_host = self.asterisk_root / path.lstrip("/")
+        return any(on_host.with_name(on_host.name + ext).is_file() for ext in (".wav", ".sln16"))
+
     async def prompt_file(self, prompt) -> str:
         """The prompt rendered (or its recorded override), as a path Asterisk plays: no extension."""
         audio = self.config.resolve(self.config.flows.dir) / prompt.audio if prompt.audio else None

@@ -24,6 +24,12 @@ def ready_file(config: Config) -> Path:
     return config.var_dir / "run" / "controller.ready"
 
 
+def prompts_ready_file(config: Config) -> Path:
+    """Written when the static prompts are rendered: `ivr up` waits for it, so that the first
+    calls play every fixed prompt at once instead of waiting for (and losing keys to) a render."""
+    return config.var_dir / "run" / "prompts.ready"
+
+
 async def serve(config: Config) -> None:
     from ivr.speech.prompts import PromptCache
     from ivr.speech.voices import build_synthesizer, prerender_cache
@@ -31,6 +37,7 @@ async def serve(config: Config) -> None:
     from ivr.telephony.asterisk import SOUNDS_DIR, AsteriskHost, load_secrets
 
     tel = config.telephony
+    prompts_ready_file(config).unlink(missing_ok=True)
     repo = flow_repository(config)
     flows = repo.load()
     router = build_router(config)
@@ -54,8 +61,8 @@ async def serve(config: Config) -> None:
                       history=history)
     hotline.call_ended.append(sms.call_ended)
     tasks = [asyncio.create_task(flags.run(), name="astdb-flags"),
-             asyncio.create_task(_prerender(prerender_cache(prompts, config.speech), repo),
-                                 name="prompt-prerender")]
+             asyncio.create_task(_prerender(prerender_cache(prompts, config.speech), repo,
+                                                prompts_ready_file(config)), name="prompt-prerender")]
     if config.flows.reload:
         tasks.append(asyncio.create_task(repo.watch(config.flows.reload_interval), name="flow-reload"))
     if tel.controller == "agi":
@@ -80,6 +87,7 @@ async def serve(config: Config) -> None:
         await stop.wait()
     finally:
         ready.unlink(missing_ok=True)
+        prompts_ready_file(config).unlink(missing_ok=True)
         if web_server is not None:
             await web_server.stop()
         await controller.stop()
@@ -137,9 +145,10 @@ async def _start_hearing(config: Config):
     return hearing, server
 
 
-async def _prerender(prompts, repo) -> None:
+async def _prerender(prompts, repo, done: Path) -> None:
     """Render every static prompt now, so calls play them at once (and keys pressed during
-    a prompt are never lost to a render)."""
+    a prompt are never lost to a render); then write `done` (rendered or not: a failed render
+    is rendered again on first use)."""
     from ivr.speech.voices import prerender_items
 
     items = prerender_items(repo.current, repo.paths[0])  # recorded overrides too
@@ -148,9 +157,13 @@ async def _prerender(prompts, repo) -> None:
         await prompts.prerender(items)
     except Exception:
         _LOGGER.exception("prompt prerender failed; prompts will render on first use")
-        return
-    _LOGGER.info("prerendered %d prompts in %.1f s", len(items),
-                 asyncio.get_running_loop().time() - started)
+        status = "failed"
+    else:
+        status = "rendered"
+        _LOGGER.info("prerendered %d prompts in %.1f s", len(items),
+                     asyncio.get_running_loop().time() - started)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(f"{status} {len(items)}\n")
 
 
 def _open_store(config: Config):

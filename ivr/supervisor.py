@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ivr.config import Config
 from ivr.errors import IvrError
-from ivr.server import ready_file
+from ivr.server import prompts_ready_file, ready_file
 
 FALLBACK_TEXT = {
     "en": "We're sorry, our automated service is not available right now. Please hold for an agent.",
@@ -116,6 +116,7 @@ def up(config: Config, *, timeout: float = 120) -> int:
             raise IvrError(f"the controller was not ready within {timeout:.0f} s; see {log}",
                            code="controller-start-failed")
         time.sleep(0.2)
+    _wait_for_prompts(config, PROMPT_WAIT)
     tel = config.telephony
     print(f"hotline up: Asterisk ({'chroot ' + str(host.root) if host.chrooted else 'system'}), "
           f"{tel.controller.upper()} controller, extension {tel.extension}")
@@ -126,6 +127,28 @@ def up(config: Config, *, timeout: float = 120) -> int:
         print(f"  admin page: http://{config.web.bind}:{config.web.port}/admin "
               f"(password: WEB_ADMIN_PASSWORD in {config.var_dir / 'secrets.json'})")
     return 0
+
+
+PROMPT_WAIT = 600.0  # a fresh install renders ~200 prompts in about a minute; huge flow sets take longer
+
+
+def _wait_for_prompts(config: Config, timeout: float) -> None:
+    """Until the controller has rendered the static prompts (calls are answered meanwhile, but
+    a prompt not rendered yet starts late). Past `timeout` it goes on rendering in the background."""
+    done = prompts_ready_file(config)
+    deadline = time.monotonic() + timeout
+    told = False
+    while not done.exists():
+        if _alive(ready_file(config)) is None:
+            return  # the controller died or restarted: its watchdog's business, not this wait's
+        if time.monotonic() > deadline:
+            print(f"ivr: prompts are still rendering after {timeout:.0f} s; they go on in the "
+                  "background (until then a prompt may start a moment late)", file=sys.stderr)
+            return
+        if not told and time.monotonic() > deadline - timeout + 1:
+            print("rendering the hotline's prompts (the first time takes a minute or two)...", flush=True)
+            told = True
+        time.sleep(0.2)
 
 
 def down(config: Config) -> int:
@@ -179,6 +202,9 @@ def status(config: Config) -> int:
     lines.append(f"controller: {'running pid ' + str(pid) if pid else 'stopped'}"
                  + (f", {ready[1]} on flows {ready[2]}" if len(ready) >= 3 else "")
                  + (f" (watchdog pid {watchdog})" if watchdog else " (no watchdog)"))
+    if ready:
+        done = prompts_ready_file(config)
+        lines.append(f"prompts:    {' '.join(done.read_text().split()[:2]) if done.exists() else 'rendering'}")
     if tel.controller == "agi":
         lines.append(f"fastagi:    {'listening' if _port_open(tel.bind, tel.agi_port) else 'closed'} "
                      f"{tel.bind}:{tel.agi_port}")

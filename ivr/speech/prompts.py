@@ -30,6 +30,7 @@ KEY_CHARS = 24
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 MIN_PART_CHARS = 8  # shorter sentences ride with the next one ("OK." "Again,")
+PRERENDER_WORKERS = max(1, (os.cpu_count() or 2) // 2)  # the other cores are the calls'
 
 
 def split_sentences(text: str) -> list[str]:
@@ -232,10 +233,19 @@ class PromptCache:
         with self._count_lock:
             self.rendered += 1
 
-    async def prerender(self, texts: Iterable[tuple[str, str] | Mapping]) -> list[Path]:
+    async def prerender(self, texts: Iterable[tuple[str, str] | Mapping], *, workers: int = PRERENDER_WORKERS) -> list[Path]:
         """Warm the cache. Items are (text, lang) pairs or prompt mappings {en: .., zh: .., audio: {en: file}}
         (every language in the mapping is rendered; a recording replaces its language's text). Texts with
-        {placeholders} are skipped: they are rendered per call, once filled in."""
+        {placeholders} are skipped: they are rendered per call, once filled in.
+
+        At most `workers` renders run at once: a call's own render must never queue behind
+        hundreds of them in the shared thread pool (a cold cache once kept a caller waiting 27 s)."""
+        limit = asyncio.Semaphore(max(1, workers))
+
+        async def limited(job):
+            async with limit:
+                return await job
+
         jobs = []
         for item in texts:
             if isinstance(item, Mapping):
@@ -246,7 +256,7 @@ class PromptCache:
             else:
                 text, lang = item
                 jobs.append(self.render(text, lang))
-        return list(await asyncio.gather(*jobs))
+        return list(await asyncio.gather(*(limited(job) for job in jobs)))
 
     def duration(self, path: str | Path) -> float:
         return duration(path)

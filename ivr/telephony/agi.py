@@ -144,8 +144,11 @@ class AgiChannel:
             while path is not None:  # one STREAM FILE per part, until the last or an interruption
                 result = await self.command(f'STREAM FILE {path} "{keys}"')
                 code = _result_code(result)
-                if code < 0:
-                    _LOGGER.error("STREAM FILE %s failed on %s", path, self.name)
+                if code < 0:  # AGI says -1 for a hangup mid-prompt as for a missing file
+                    if self._hotline.playable(path):
+                        _LOGGER.info("prompt %s stopped on %s: the caller hung up", path, self.name)
+                    else:
+                        _LOGGER.error("STREAM FILE %s failed on %s: no such prompt file", path, self.name)
                 if code or interrupted():
                     break
                 path = await anext(parts, None)

@@ -43,7 +43,7 @@ def assert_works(hotline) -> None:
 def test_keypad_path_with_rfc4733_digits(hotline_agi):
     """Main menu 3 (cards), 2 (lost card), * (repeat), 2468, 1 (freeze), 2 (nothing else)."""
     call = one(hotline_agi.call("keypad_card_lost.yaml", dtmf="rfc4733"))
-    assert call["scenes"] == ["welcome", "main_menu", "cards_menu", "card_lost", "anything_else"]
+    assert call["scenes"] == ["welcome", "main_menu", "cards_menu", "card_lost", "anything_else"], call["events"]
     assert call["outcome"] == "resolved"
     assert call["ended_by"] == "ivr"
     assert hangup_event(call)["by"] == "ivr"

@@ -232,6 +232,41 @@ async def test_prerender_warms_static_prompts(cache):
     assert await cache.render("Main menu.", "en") == paths[0] and cache.rendered == 3
 
 
+class PeakSynth(CountingSynth):
+    """Counts how many renders run at the same moment."""
+
+    def __init__(self, inner, delay=0.05):
+        super().__init__(inner, delay)
+        self.running = self.peak = 0
+
+    def synthesize(self, text, lang):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            return super().synthesize(text, lang)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+async def test_a_calls_render_does_not_queue_behind_the_prerender(tmp_path):
+    """A cold cache: 40 prompts pre-render with one worker; a call's prompt asked for meanwhile
+    is ready long before them (it once waited 27 s behind the whole prerender)."""
+    synth = PeakSynth(EspeakSynthesizer(), delay=0.05)
+    cache = PromptCache(tmp_path, synth)
+    warm = asyncio.ensure_future(cache.prerender([(f"Static prompt number {i}.", "en") for i in range(40)],
+                                                 workers=1))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await cache.render("Your claim is under review.", "en")
+    took = time.monotonic() - started
+    assert not warm.done(), f"the call's render waited {took:.2f} s, until the whole prerender was done"
+    assert took < 1.0, f"the call's render waited {took:.2f} s behind the prerender"
+    await warm
+    assert synth.peak <= 2  # one prerender at a time, plus the call's
+
+
 # ---- hostile text --------------------------------------------------------------------------
 
 async def test_hostile_text_is_spoken_never_executed(cache, tmp_path):
