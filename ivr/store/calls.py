@@ -118,7 +118,8 @@ class CallStore:
             if len(raw) >= 5 and raw in text:  # the engine masks; this is the safety net
                 text = text.replace(raw, masked)
                 data = json.loads(text)
-            self._put(("event", call_id, data, text, _now()))
+            # the wall-clock time only matters for events that change the calls row
+            self._put(("event", call_id, data, text, _now() if event.type in _EFFECTS else ""))
 
         with self._lock:
             old = self._attached.pop(call_id, None)

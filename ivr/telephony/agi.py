@@ -247,13 +247,11 @@ class AgiChannel:
         await self.ear.close()
         for name, value in transfer_variables(queue, context).items():
             self.show(name, value)
-        self.show("IVR_ACTION", "transfer")
-        await self.command("NOOP transfer")
+        await self.command('SET VARIABLE IVR_ACTION "transfer"')  # last: after the variables it needs
 
     async def hangup(self) -> None:
         await self.ear.close()
-        self.show("IVR_ACTION", "hangup")
-        await self.command("NOOP hangup")
+        await self.command('SET VARIABLE IVR_ACTION "hangup"')
 
 
 def _result_code(result: dict) -> int:
