@@ -64,7 +64,10 @@ async def serve(config: Config) -> None:
              asyncio.create_task(_prerender(prerender_cache(prompts, config.speech), repo,
                                                 prompts_ready_file(config)), name="prompt-prerender")]
     if config.flows.reload:
-        tasks.append(asyncio.create_task(repo.watch(config.flows.reload_interval), name="flow-reload"))
+        tasks.append(asyncio.create_task(
+            repo.watch(config.flows.reload_interval, _preparer(prerender_cache(prompts, config.speech), router, repo),
+                       on_swap=lambda flowset: _write_ready(config, flowset)),
+            name="flow-reload"))
     if tel.controller == "agi":
         from ivr.telephony.agi import FastAgiServer
 
@@ -79,9 +82,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    ready = ready_file(config)
-    ready.parent.mkdir(parents=True, exist_ok=True)
-    ready.write_text(f"{os.getpid()} {tel.controller} {flows.version}\n")
+    ready = _write_ready(config, flows)
     _LOGGER.warning("controller ready: %s on flows %s", tel.controller, flows.version)
     try:
         await stop.wait()
@@ -103,6 +104,16 @@ async def serve(config: Config) -> None:
         await asyncio.to_thread(store.close, 30)
         history.close()
         ami.close()
+
+
+def _write_ready(config: Config, flows) -> Path:
+    """The ready file: this process, its controller and the flow version it serves (`ivr status`)."""
+    ready = ready_file(config)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    staged = ready.with_name(ready.name + ".tmp")
+    staged.write_text(f"{os.getpid()} {config.telephony.controller} {flows.version}\n")
+    os.replace(staged, ready)  # `ivr up` and `ivr status` never read half a file
+    return ready
 
 
 async def _start_web(config: Config, hotline: Hotline, sms):
@@ -164,6 +175,21 @@ async def _prerender(prompts, repo, done: Path) -> None:
                      asyncio.get_running_loop().time() - started)
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(f"{status} {len(items)}\n")
+
+
+def _preparer(prompts, router, repo):
+    """What an edited flow set needs before it goes live: its intents embedded and its new
+    static prompts rendered (the unchanged ones are in the cache already)."""
+    from ivr.speech.voices import prerender_items
+
+    async def prepare(flowset) -> None:
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(router.warm, flowset)
+        await prompts.prerender(prerender_items(flowset, repo.paths[0]))
+        _LOGGER.info("flow version %s prepared in %.1f s", flowset.version,
+                     asyncio.get_running_loop().time() - started)
+
+    return prepare
 
 
 def _open_store(config: Config):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ivr.errors import FlowError, Problem
 from ivr.flow.loader import discover, load_flows
@@ -53,9 +53,17 @@ class FlowRepository:
 
     def reload(self) -> bool:
         """Re-read if files changed. True when a new version was swapped in."""
+        candidate = self.load_changed()
+        if candidate is None:
+            return False
+        self.swap(candidate)
+        return True
+
+    def load_changed(self) -> FlowSet | None:
+        """The edited flow set, when files changed and it is valid and new; nothing is swapped."""
         signature = self._stat()
         if signature == self._signature:
-            return False
+            return None
         self._signature = signature
         result = load_flows(self.paths, queues_conf=self.queues_conf)
         self.last_problems = result.problems
@@ -63,21 +71,37 @@ class FlowRepository:
             for problem in result.problems:
                 _LOGGER.error("flow reload rejected: %s", problem)
             _LOGGER.error("keeping flow version %s", self._current.version if self._current else None)
-            return False
+            return None
         if self._current is not None and result.flowset.version == self._current.version:
-            return False
-        old = self._current.version if self._current else None
-        self._current = result.flowset  # one reference swap: atomic for every reader
-        _LOGGER.info("flows reloaded: %s -> %s", old, result.flowset.version)
-        return True
+            return None
+        return result.flowset
 
-    async def watch(self, interval: float = 1.0, on_swap: Callable[[FlowSet], None] | None = None) -> None:
+    def swap(self, flowset: FlowSet) -> None:
+        old = self._current.version if self._current else None
+        self._current = flowset  # one reference swap: atomic for every reader
+        _LOGGER.info("flows reloaded: %s -> %s", old, flowset.version)
+
+    async def watch(self, interval: float = 1.0,
+                    prepare: Callable[[FlowSet], Awaitable[None]] | None = None,
+                    on_swap: Callable[[FlowSet], None] | None = None) -> None:
+        """Poll for edits. A valid edit is `prepare`d (its prompts rendered, its intents
+        embedded) before it is swapped in, so the first call on it waits for nothing; a failed
+        preparation is logged and the edit goes live anyway (what is missing is made on first use)."""
         while True:
             await asyncio.sleep(interval)
             try:
-                swapped = await asyncio.to_thread(self.reload)
+                candidate = await asyncio.to_thread(self.load_changed)
             except Exception:
                 _LOGGER.exception("flow reload failed; keeping the current version")
                 continue
-            if swapped and on_swap is not None:
-                on_swap(self.current)
+            if candidate is None:
+                continue
+            if prepare is not None:
+                try:
+                    await prepare(candidate)
+                except Exception:
+                    _LOGGER.exception("preparing flow version %s failed; swapping it in anyway",
+                                      candidate.version)
+            self.swap(candidate)
+            if on_swap is not None:
+                on_swap(candidate)

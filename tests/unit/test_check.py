@@ -269,3 +269,39 @@ def test_reload_after_a_file_is_added_or_removed(tmp_path):
     # back to the same files as the loaded version: nothing to swap
     assert repo.reload() is False
     assert repo.current is first
+
+
+async def test_an_edit_is_prepared_before_it_goes_live(tmp_path):
+    """watch() renders an edit's prompts (prepare) while calls still get the old version, then swaps;
+    a preparation that fails still lets the edit go live."""
+    import asyncio
+
+    flows = _copy_good(tmp_path)
+    repo = FlowRepository([str(flows)])
+    first = repo.load()
+    seen = []
+
+    async def prepare(flowset):
+        seen.append((flowset.version, repo.current is first))
+        if len(seen) == 2:
+            raise RuntimeError("voice broke")
+
+    watcher = asyncio.ensure_future(repo.watch(0.02, prepare))
+    try:
+        accident = flows / "accident.yaml"
+        good_text = accident.read_text()
+        _touch(accident, good_text.replace("Connecting you", "Putting you through"))
+        for _ in range(200):
+            if repo.current is not first:
+                break
+            await asyncio.sleep(0.02)
+        second = repo.current
+        assert second is not first and seen == [(second.version, True)]  # prepared while the old one served
+        _touch(accident, good_text)
+        for _ in range(200):
+            if repo.current is not second:
+                break
+            await asyncio.sleep(0.02)
+        assert repo.current.version == first.version and len(seen) == 2
+    finally:
+        watcher.cancel()
