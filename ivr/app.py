@@ -147,7 +147,9 @@ class Hotline:
             if self.store is not None:
                 self.store.finish(runner.state.call_id, runner.state)
             if self.history is not None:
-                self.history.finish(runner.state.call_id, runner.state)
+                looked_up = runner.ctx is not None  # ctx.profile is what the look-up found
+                self.history.finish(runner.state.call_id, runner.state,
+                                    known=bool(runner.ctx.profile) if looked_up else None)
             for listener in self.call_ended:
                 try:
                     listener(runner.state.call_id)

@@ -193,12 +193,15 @@ class HistoryStore:
             on_event(event)
         self._pending[state.call_id] = (predictions, stream.subscribe(on_event))
 
-    def finish(self, call_id: str, state: CallState) -> None:
+    def finish(self, call_id: str, state: CallState, *, known: bool | None = None) -> None:
         """Record the call as a contact of its customer, and its predictions' outcomes, off the
-        event loop. Returns at once."""
+        event loop. Returns at once. `known=False`: the call's profile look-up found no customer,
+        so a call without questions has nothing to record (no look-up again, no thread)."""
         predictions, unsubscribe = self._pending.pop(call_id, ([], None))
         if unsubscribe is not None:
             unsubscribe()
+        if known is False and not predictions:
+            return
         at = (self._now() if self._now else datetime.now(timezone.utc)).replace(tzinfo=None)
         snapshot = (state.call_id, state.caller or "", list(state.scenes), _resolved(state),
                     at.isoformat(timespec="seconds"))

@@ -137,6 +137,27 @@ async def test_profile_by_caller_id_with_derived_facts_and_hashed_verification(t
     history.close()
 
 
+async def test_a_call_from_an_unknown_number_without_questions_costs_no_write(tmp_path):
+    """finish(known=False): the profile look-up found nobody and no question was asked, so
+    nothing is looked up or written again; a known caller's call becomes a contact."""
+    from ivr import events as ev
+    from ivr.flow.state import CallState
+
+    db = tmp_path / "ivr.db"
+    import_file(write_lines(tmp_path / "a.jsonl", [LI_WEI]), db)
+    history = HistoryStore(db, today=lambda: date(2026, 12, 4))
+    for call_id, caller, known in (("u1", "+15550000000", False), ("k1", "+8613800000001", True)):
+        state = CallState(call_id=call_id, caller=caller, lang="en", flow_version="v")
+        history.attach(ev.EventStream(), state)
+        state.scenes, state.outcome = ["welcome", "claim_status"], "resolved"
+        history.finish(call_id, state, known=known)
+        assert len(history._tasks) == (0 if not known else 1)
+    await history.drain()
+    contacts = sqlite3.connect(db).execute("SELECT call_key, scene FROM contacts WHERE source = 'call'").fetchall()
+    assert contacts == [("k1", "claim_status")]
+    history.close()
+
+
 def test_demo_population_is_realistic_and_loads(tmp_path):
     records = list(population(1000, seed=3, today=date(2026, 12, 4)))
     assert len(records) == len({r["phone"] for r in records}) == 1000
