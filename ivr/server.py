@@ -60,12 +60,13 @@ async def serve(config: Config) -> None:
                       asterisk_root=host.root, ami=ami, hearing=hearing, audio_server=audio_server,
                       history=history)
     hotline.call_ended.append(sms.call_ended)
+    prerenderer = prerender_cache(prompts, config.speech)
     tasks = [asyncio.create_task(flags.run(), name="astdb-flags"),
-             asyncio.create_task(_prerender(prerender_cache(prompts, config.speech), repo,
-                                                prompts_ready_file(config)), name="prompt-prerender")]
+             asyncio.create_task(_prerender(prerenderer, repo, prompts_ready_file(config)),
+                                 name="prompt-prerender")]
     if config.flows.reload:
         tasks.append(asyncio.create_task(
-            repo.watch(config.flows.reload_interval, _preparer(prerender_cache(prompts, config.speech), router, repo),
+            repo.watch(config.flows.reload_interval, _preparer(prerenderer, router, repo),
                        on_swap=lambda flowset: _write_ready(config, flowset)),
             name="flow-reload"))
     if tel.controller == "agi":
@@ -87,6 +88,8 @@ async def serve(config: Config) -> None:
     try:
         await stop.wait()
     finally:
+        for task in tasks:  # first: a flow swap must not write the ready file again
+            task.cancel()
         ready.unlink(missing_ok=True)
         prompts_ready_file(config).unlink(missing_ok=True)
         if web_server is not None:
@@ -94,8 +97,6 @@ async def serve(config: Config) -> None:
         await controller.stop()
         if audio_server is not None:
             await audio_server.stop()
-        for task in tasks:
-            task.cancel()
         if hotline.active:
             _LOGGER.warning("stopping with %d calls in progress; the dialplan takes them over",
                             len(hotline.active))

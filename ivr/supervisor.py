@@ -136,7 +136,8 @@ def _wait_for_prompts(config: Config, timeout: float) -> None:
     """Until the controller has rendered the static prompts (calls are answered meanwhile, but
     a prompt not rendered yet starts late). Past `timeout` it goes on rendering in the background."""
     done = prompts_ready_file(config)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     told = False
     while not done.exists():
         if _alive(ready_file(config)) is None:
@@ -145,7 +146,7 @@ def _wait_for_prompts(config: Config, timeout: float) -> None:
             print(f"ivr: prompts are still rendering after {timeout:.0f} s; they go on in the "
                   "background (until then a prompt may start a moment late)", file=sys.stderr)
             return
-        if not told and time.monotonic() > deadline - timeout + 1:
+        if not told and time.monotonic() > started + 1:
             print("rendering the hotline's prompts (the first time takes a minute or two)...", flush=True)
             told = True
         time.sleep(0.2)
