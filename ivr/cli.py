@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the hotline to hang up at the end")
     p.add_argument("--json", action="store_true", help="print the recorded call as JSON")
     p.add_argument("--db", metavar="PATH", help="the call store (default: var/ivr.db)")
+    p.add_argument("--calls", type=int, default=1,
+                   help="place this many calls at once (a load check): prints what became of them")
+    p.add_argument("--rate", type=float, default=10.0, help="with --calls: call setups per second")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("models", help="install or list the on-box speech models (voice_models/)")
@@ -419,6 +422,8 @@ def cmd_call(args) -> int:
     config = _config(args)
     script = parse_script(args.script)
     path = Path(args.db) if args.db else config.var_dir / "ivr.db"
+    if args.calls != 1:
+        return _call_batch(args, config, script, path)
     before = {c["call_id"] for c in _recent(read_recent, path, 50)}
     result = sipp.run(script, target=f"{config.telephony.bind}:{config.telephony.sip_port}",
                       service=config.telephony.extension, caller=args.caller,
@@ -442,6 +447,27 @@ def cmd_call(args) -> int:
         print(json.dumps(call, ensure_ascii=False))
     else:
         _print_call(call)
+    return 0
+
+
+def _call_batch(args, config, script, path) -> int:
+    from ivr.store import read_recent
+    from ivr.telephony.asterisk import AsteriskHost
+    from ivr.telephony.call_batch import describe, place_calls
+
+    if not 1 <= args.calls <= 1000 or not 0 < args.rate <= 50:
+        raise IvrError("--calls is 1 to 1000 and --rate more than 0, at most 50 a second", code="usage")
+    host = AsteriskHost.locate(config, provision=False)
+    report = place_calls(script, calls=args.calls, rate=args.rate,
+                         target=f"{config.telephony.bind}:{config.telephony.sip_port}",
+                         service=config.telephony.extension, caller=args.caller,
+                         count_channels=host.channel_count, recent=lambda n: _recent(read_recent, path, n),
+                         key_gap_ms=int(args.gap * 1000), end_wait_ms=int(args.wait * 1000), dtmf=args.dtmf,
+                         timeout=600, speech_cfg=config.speech)
+    print(json.dumps(report, ensure_ascii=False) if args.json else describe(report))
+    if not report["ok"]:
+        raise IvrError(f"{args.calls} calls did not all complete and get recorded, or channels were "
+                       "left (see above)", code="call-batch-failed")
     return 0
 
 

@@ -7,6 +7,7 @@ Used by `ivr call`, the end-to-end tests and the call benchmark.
 
 from __future__ import annotations
 
+import csv
 import shutil
 import socket
 import struct
@@ -235,6 +236,19 @@ class SippResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    def stats(self) -> dict:
+        """SIPp's final counts (`-trace_stat`): successful and failed calls, retransmissions."""
+        files = sorted(self.workdir.glob("*_.csv"))
+        if not files:
+            return {}
+        with files[-1].open() as f:
+            rows = list(csv.reader(f, delimiter=";"))
+        data = dict(zip(rows[0], rows[-1]))
+        pick = lambda k: int(data.get(k, "0") or 0)  # noqa: E731
+        return {"successful": pick("SuccessfulCall(C)"), "failed": pick("FailedCall(C)"),
+                "retransmissions": pick("Retransmissions(C)"),
+                "response_time_ms": data.get("ResponseTime1(P)", "")}
 
 
 def _free_port(span: int = 1, host: str = "127.0.0.1") -> int:

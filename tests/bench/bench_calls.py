@@ -17,7 +17,6 @@ Options: --levels 50,100,200,300  --quick (levels 20,50)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -80,19 +79,6 @@ def _bench_config(work: Path) -> Path:
     return path
 
 
-def _sipp_stats(workdir: Path) -> dict:
-    files = sorted(workdir.glob("*_.csv"))
-    if not files:
-        return {}
-    rows = list(csv.reader(files[-1].open(), delimiter=";"))
-    header, last = rows[0], rows[-1]
-    data = dict(zip(header, last))
-    pick = lambda k: int(data.get(k, "0") or 0)  # noqa: E731
-    return {"successful": pick("SuccessfulCall(C)"), "failed": pick("FailedCall(C)"),
-            "retransmissions": pick("Retransmissions(C)"),
-            "response_time_ms": data.get("ResponseTime1(P)", "")}
-
-
 def _wait_idle(host: AsteriskHost, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     count = host.channel_count()
@@ -135,7 +121,7 @@ def _run_level(host, config, level: int, service: str, pid: int, ast_pid: int) -
     wall = time.monotonic() - started
     leftover = _wait_idle(host)
     cpu1, ast1 = _cpu_seconds(pid), _cpu_seconds(ast_pid)
-    stats = _sipp_stats(result.workdir)
+    stats = result.stats()
     ok = stats.get("successful") or 1
     return {"calls": level, "peak_channels": peak[0], **stats, "sipp_exit": result.returncode, "wall_s": round(wall, 1),
             "handler_cpu_ms_per_call": round((cpu1 - cpu0) / ok * 1000, 2),

@@ -4,6 +4,7 @@ Asterisk itself (CLI). See conftest.py for the `hotline_agi` handle."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -162,6 +163,21 @@ def test_fifty_concurrent_calls(hotline_agi):
     assert not missed, f"{len(missed)} calls took another path: {missed[:3]}"
     hotline_agi.wait_no_channels(30)
     assert time.monotonic() - started < 120
+
+
+def test_ivr_call_places_concurrent_calls_and_reports_them(hotline_agi):
+    """`ivr call SCRIPT --calls N`, the admins' load check: N calls at once, all recorded with
+    their outcome and path, and no channel left."""
+    proc = hotline_agi.ivr("call", "flows/tests/call_load.yaml", "--calls", "6", "--rate", "6", "--json")
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True, report
+    assert report["sipp"]["successful"] == 6 and report["sipp"]["failed"] == 0, report
+    assert report["recorded"] == report["ended"] == 6 and report["channels_left"] == 0, report
+    assert report["outcomes"] == {"hangup-caller": 6}
+    assert report["paths"] == {"welcome > main_menu > cards_menu": 6}
+    assert report["peak_channels"] >= 6  # they overlapped
+    bad = hotline_agi.ivr("call", "flows/tests/call_load.yaml", "--calls", "0", check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--calls" in bad.stderr
 
 
 def test_astdb_flag_changes_the_next_call(hotline_agi):
