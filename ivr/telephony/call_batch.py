@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from typing import Callable
 
+from ivr.privacy import mask_phone
 from ivr.sim import Script
 from ivr.telephony import sipp
 
@@ -22,7 +23,10 @@ def place_calls(script: Script, *, calls: int, rate: float, target: str, service
                 count_channels: Callable[[], int], recent: Callable[[int], list[dict]],
                 **call_args) -> dict:
     """Place `calls` calls and report: SIPp's counts, the peak and final channel counts, and
-    the new calls recorded (outcomes and scene paths)."""
+    the new calls recorded (outcomes and scene paths). On a live hotline, only new calls from
+    the script's caller ID count: other callers' calls are not these."""
+    number = call_args.get("caller") or script.caller
+    masked = mask_phone(number) if number else None
     before = {c["call_id"] for c in recent(calls + 100)}
     peak = [0]
     stop = threading.Event()
@@ -45,7 +49,8 @@ def place_calls(script: Script, *, calls: int, rate: float, target: str, service
     wall = time.monotonic() - started
     deadline = time.monotonic() + RECORD_WAIT
     while True:
-        new = [c for c in recent(calls + 100) if c["call_id"] not in before]
+        new = [c for c in recent(calls + 100)
+               if c["call_id"] not in before and (masked is None or c["caller"] == masked)]
         ended = [c for c in new if c["outcome"]]
         if len(ended) >= calls or time.monotonic() > deadline:
             break
