@@ -19,6 +19,42 @@ from ivr.telephony import sipp
 RECORD_WAIT = 30.0  # seconds for the last calls' ends to reach the store after SIPp is done
 
 
+class PeakChannels:
+    """While in the `with`, samples Asterisk's channel count every second: `.peak` is how many
+    calls (and their audio forks) really overlapped."""
+
+    def __init__(self, count_channels: Callable[[], int]) -> None:
+        self._count = count_channels
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.peak = max(self.peak, self._count())
+            except Exception:  # Asterisk busy for a moment: the next sample counts
+                pass
+
+    def __enter__(self) -> "PeakChannels":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_no_channels(count_channels: Callable[[], int], timeout: float) -> int:
+    """Asterisk's channel count once it is 0, or after `timeout` s (the last hangups take a moment)."""
+    deadline = time.monotonic() + timeout
+    count = count_channels()
+    while count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = count_channels()
+    return count
+
+
 def place_calls(script: Script, *, calls: int, rate: float, target: str, service: str,
                 count_channels: Callable[[], int], recent: Callable[[int], list[dict]],
                 **call_args) -> dict:
@@ -28,24 +64,9 @@ def place_calls(script: Script, *, calls: int, rate: float, target: str, service
     number = call_args.get("caller") or script.caller
     masked = mask_phone(number) if number else None
     before = {c["call_id"] for c in recent(calls + 100)}
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(1.0):
-            try:
-                peak[0] = max(peak[0], count_channels())
-            except Exception:  # Asterisk busy for a moment: the next sample counts
-                pass
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     started = time.monotonic()
-    try:
+    with PeakChannels(count_channels) as peak:
         result = sipp.run(script, target=target, service=service, calls=calls, rate=rate, **call_args)
-    finally:
-        stop.set()
-        sampler.join()
     wall = time.monotonic() - started
     deadline = time.monotonic() + RECORD_WAIT
     while True:
@@ -55,16 +76,11 @@ def place_calls(script: Script, *, calls: int, rate: float, target: str, service
         if len(ended) >= calls or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    left = count_channels()
-    for _ in range(20):  # the last hangups take a moment to clear
-        if not left:
-            break
-        time.sleep(0.5)
-        left = count_channels()
+    left = wait_no_channels(count_channels, 10)
     stats = result.stats()
     return {
         "calls": calls, "rate": rate, "wall_s": round(wall, 1), "sipp_exit": result.returncode,
-        "sipp": stats, "peak_channels": peak[0], "channels_left": left,
+        "sipp": stats, "peak_channels": peak.peak, "channels_left": left,
         "recorded": len(new), "ended": len(ended),
         "outcomes": dict(Counter(c["outcome"] or "in progress" for c in new)),
         "paths": dict(Counter(" > ".join(c["scenes"] or []) for c in new).most_common(5)),

@@ -28,14 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-TICK = os.sysconf("SC_CLK_TCK")
+from bench_calls import _bench_config, _cpu_seconds, _machine  # noqa: E402
+
 VARIANTS = {"all": "", "no_store": "store", "no_store_history_sms": "store,history,sms"}
 
 
 async def _serve(port: int, off: set[str], work: Path) -> None:
     """Our controller, as `ivr serve` wires it, minus AMI (no Asterisk) and minus `off`."""
-    import bench_calls
-
     from ivr.app import Hotline, build_router, build_services, build_sms, flow_repository, open_history
     from ivr.config import load_config
     from ivr.speech.prompts import PromptCache
@@ -44,7 +43,7 @@ async def _serve(port: int, off: set[str], work: Path) -> None:
     from ivr.store.calls import CallStore
     from ivr.telephony.agi import FastAgiServer
 
-    config = load_config(str(bench_calls._bench_config(work)))
+    config = load_config(str(_bench_config(work)))
     repo = flow_repository(config)
     repo.load()
     router = build_router(config)
@@ -87,18 +86,13 @@ async def _session(port: int, script: str, i: int, play: float) -> int:
     return commands
 
 
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def _measure(argv: list[str], script: str, port: int, args) -> dict:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"{argv} did not start")
         time.sleep(1.0)
-        before = _cpu(proc.pid)
+        before = _cpu_seconds(proc.pid)
 
         async def all_sessions():
             tasks = []
@@ -109,7 +103,7 @@ def _measure(argv: list[str], script: str, port: int, args) -> dict:
 
         commands = asyncio.run(all_sessions())
         time.sleep(1.0)  # the store's last group commit
-        used = _cpu(proc.pid) - before
+        used = _cpu_seconds(proc.pid) - before
     finally:
         proc.terminate()
         proc.wait(10)
@@ -131,10 +125,8 @@ def main(argv: list[str]) -> dict:
         work = Path(tempfile.mkdtemp(prefix="ivr-bench-agi-"))
         results[name] = _measure([sys.executable, __file__, "--serve", str(port), off, str(work)],
                                  "hotline", port, args)
-    import bench_calls
-
     bare = results["bare"]["cpu_ms_per_call"] or None
-    return {"machine": bench_calls._machine(), "calls": args.calls, "handlers": results,
+    return {"machine": _machine(), "calls": args.calls, "handlers": results,
             "ratio_to_bare": {k: round(v["cpu_ms_per_call"] / bare, 2) for k, v in results.items()} if bare else None}
 
 

@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from ivr.config import load_config  # noqa: E402
 from ivr.sim import Action, Script  # noqa: E402
 from ivr.telephony import sipp  # noqa: E402
+from ivr.telephony.call_batch import PeakChannels, wait_no_channels  # noqa: E402
 from ivr.telephony.asterisk import SOUNDS_DIR, AsteriskHost  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -79,15 +79,6 @@ def _bench_config(work: Path) -> Path:
     return path
 
 
-def _wait_idle(host: AsteriskHost, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    count = host.channel_count()
-    while count and time.monotonic() < deadline:
-        time.sleep(0.5)
-        count = host.channel_count()
-    return count
-
-
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -99,31 +90,18 @@ def _run_level(host, config, level: int, service: str, pid: int, ast_pid: int) -
     script = Script("bench", [Action("silence", 10.5), Action("dtmf", "1")])
     cpu0, ast0 = _cpu_seconds(pid), _cpu_seconds(ast_pid)
     started = time.monotonic()
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:  # how many calls really overlap
-        while not done.wait(1.0):
-            try:
-                peak[0] = max(peak[0], host.channel_count())
-            except Exception:
-                pass
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     # Calls last ~24 s and start over ~20 s, so they all overlap; the setup rate stays at
     # level/20 per second (10/s for 200): bursts of call setups are a different measurement.
-    result = sipp.run(script, target=f"{config.telephony.bind}:{config.telephony.sip_port}",
-                      service=service, caller="+15550199999", calls=level, rate=max(5.0, level / 20),
-                      key_gap_ms=0, answer_wait_ms=0, end_wait_ms=30000, dtmf="info", timeout=300)
-    done.set()
-    sampler.join()
+    with PeakChannels(host.channel_count) as peak:  # how many calls really overlap
+        result = sipp.run(script, target=f"{config.telephony.bind}:{config.telephony.sip_port}",
+                          service=service, caller="+15550199999", calls=level, rate=max(5.0, level / 20),
+                          key_gap_ms=0, answer_wait_ms=0, end_wait_ms=30000, dtmf="info", timeout=300)
     wall = time.monotonic() - started
-    leftover = _wait_idle(host)
+    leftover = wait_no_channels(host.channel_count, 60)
     cpu1, ast1 = _cpu_seconds(pid), _cpu_seconds(ast_pid)
     stats = result.stats()
     ok = stats.get("successful") or 1
-    return {"calls": level, "peak_channels": peak[0], **stats, "sipp_exit": result.returncode, "wall_s": round(wall, 1),
+    return {"calls": level, "peak_channels": peak.peak, **stats, "sipp_exit": result.returncode, "wall_s": round(wall, 1),
             "handler_cpu_ms_per_call": round((cpu1 - cpu0) / ok * 1000, 2),
             "asterisk_cpu_ms_per_call": round((ast1 - ast0) / ok * 1000, 2),
             "channels_left": leftover}
