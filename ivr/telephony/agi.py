@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -26,9 +28,16 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 BARGE_KEYS = "0123456789*#"
 HEADER_TIMEOUT = 5.0
-COMMAND_TIMEOUT = 3600.0  # a STREAM FILE of a long prompt legitimately takes a while
+# A command has no time limit of its own (a STREAM FILE of a long prompt takes as long as it
+# plays, and a timer per command is a measurable share of the controller's CPU per call); a
+# peer that vanished without closing the connection is found by TCP keepalive instead.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 60, 10, 3
 DIGIT_SLICE_MS = 250  # while listening for speech too, keys are polled in slices this long
 DIGIT_POLL_MS = 60  # ... and this long while the caller's words are being recognised
+# values that can go in one SET VARIABLE ARRAY(...): ARRAY() splits its value on commas and
+# counts brackets and quotes (and may trim spaces), so a value with any of those is set on
+# its own
+_ARRAY_SAFE = re.compile(r"[\w.:+@/=-]*")
 
 
 class AgiChannel:
@@ -72,8 +81,7 @@ class AgiChannel:
 
     async def _send(self, line: str) -> dict:
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):  # no extra task per command (wait_for makes one)
-                result = await self._request.send_command(line)
+            result = await self._request.send_command(line)
         except (ConnectionError, ValueError, asyncio.IncompleteReadError, OSError):
             self.hung_up = True  # the socket closed: Asterisk dropped the channel
             raise CallerHangup() from None
@@ -83,14 +91,27 @@ class AgiChannel:
         return result
 
     async def _flush_vars(self) -> None:
-        # one SET VARIABLE each: an EXEC MSet would save round trips, but `core show channels`
-        # would then show MSet instead of AGI as the call's application for the rest of the call
-        while self._vars:
-            name, value = self._vars.popitem()
-            await self._send(f'SET VARIABLE {name} "{agi_value(value, CONTEXT_LIMIT)}"')
+        """The queued variables in as few round trips as possible: the plain ones in a single
+        SET VARIABLE ARRAY(...) (which, unlike EXEC MSet, leaves AGI as the channel's application
+        in `core show channels`); a value ARRAY() would split (a comma, a bracket) goes alone,
+        first, so the last variable queued is always set last."""
+        if not self._vars:
+            return
+        queued = [(name, agi_value(value, CONTEXT_LIMIT)) for name, value in self._vars.items()]
+        self._vars.clear()
+        plain = [(name, value) for name, value in queued if _ARRAY_SAFE.fullmatch(value)]
+        for name, value in queued:
+            if (name, value) not in plain:
+                await self._send(f'SET VARIABLE {name} "{value}"')
+        if len(plain) == 1:
+            await self._send(f'SET VARIABLE {plain[0][0]} "{plain[0][1]}"')
+        elif plain:
+            names, values = zip(*plain)
+            await self._send(f'SET VARIABLE ARRAY({",".join(names)}) "{",".join(values)}"')
 
     def show(self, name: str, value: str) -> None:
         """Set a channel variable before the next command (admins see it in `core show channel`)."""
+        self._vars.pop(name, None)  # queued again: it goes after the others
         self._vars[name] = value
 
     def inject(self, inp: CallerInput) -> None:
@@ -247,11 +268,21 @@ class AgiChannel:
         await self.ear.close()
         for name, value in transfer_variables(queue, context).items():
             self.show(name, value)
-        await self.command('SET VARIABLE IVR_ACTION "transfer"')  # last: after the variables it needs
+        await self._hand_back("transfer")
 
     async def hangup(self) -> None:
         await self.ear.close()
-        await self.command('SET VARIABLE IVR_ACTION "hangup"')
+        await self._hand_back("hangup")
+
+    async def _hand_back(self, action: str) -> None:
+        """IVR_ACTION tells the dialplan what to do with the call; it is queued last, so it is
+        set after the variables it needs (`_flush_vars`) and the dialplan never sees half a
+        handover."""
+        if self.hung_up:
+            raise CallerHangup()
+        self.show("IVR_ACTION", action)
+        async with self._lock:
+            await self._flush_vars()
 
 
 def _result_code(result: dict) -> int:
@@ -260,6 +291,21 @@ def _result_code(result: dict) -> int:
         return int(value[0])
     except (TypeError, ValueError, IndexError):
         return -1 if result.get("error") else 0
+
+
+def _keep_alive(writer: asyncio.StreamWriter) -> None:
+    """TCP keepalive on a FastAGI connection: a silent dead peer ends the call's wait for a
+    command's answer within about KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_PROBES."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+    except OSError:  # not a TCP socket (tests), or the connection is already gone
+        pass
 
 
 class FastAgiServer:
@@ -292,6 +338,7 @@ class FastAgiServer:
             return
         headers = dict(line.split(": ", 1) for line in raw.decode("utf-8", "replace").splitlines()
                        if ": " in line)
+        _keep_alive(writer)
         try:
             if headers.get("agi_network_script") != "hotline":
                 _LOGGER.error("FastAGI request for unknown script %r", headers.get("agi_network_script"))
