@@ -83,7 +83,10 @@ class SmsOutbox:
         task.add_done_callback(self._tasks.discard)
 
     def call_ended(self, call_id: str) -> None:
-        """The call is over: its page links open nothing any more (off the event loop)."""
+        """The call is over: its page links open nothing any more (off the event loop; a call
+        without links costs no thread)."""
+        if not self.links.issued_for(call_id):
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

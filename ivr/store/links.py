@@ -95,6 +95,11 @@ class LinkTokens:
                 raise
         return grant
 
+    def issued_for(self, call_id: str) -> bool:
+        """Whether this process texted a link for the call (no SQLite: most calls have none)."""
+        with self._lock:
+            return call_id in self._issued
+
     def revoke_call(self, call_id: str) -> int:
         """The call is over: none of its links opens anything any more. A call this process
         issued no link for costs nothing (a link issued by an earlier process dies anyway: its

@@ -63,6 +63,8 @@ async def test_outbox_records_the_link_and_embedded_delivery(tmp_path):
     assert "港湾金融" in msg["text"] and "10分钟" in msg["text"]
     token = url.rsplit("/", 1)[1]
     assert outbox.links.check(token).call_id == "call-1"
+    outbox.call_ended("call-without-links")
+    assert not outbox._tasks, "a call without links costs no thread"
     outbox.call_ended("call-1")
     await outbox.drain(5)
     with pytest.raises(LinkRejected):
