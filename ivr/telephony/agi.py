@@ -99,9 +99,11 @@ class AgiChannel:
             return
         queued = [(name, agi_value(value, CONTEXT_LIMIT)) for name, value in self._vars.items()]
         self._vars.clear()
-        plain = [(name, value) for name, value in queued if _ARRAY_SAFE.fullmatch(value)]
+        plain: list[tuple[str, str]] = []
         for name, value in queued:
-            if (name, value) not in plain:
+            if _ARRAY_SAFE.fullmatch(value):
+                plain.append((name, value))
+            else:
                 await self._send(f'SET VARIABLE {name} "{value}"')
         if len(plain) == 1:
             await self._send(f'SET VARIABLE {plain[0][0]} "{plain[0][1]}"')
