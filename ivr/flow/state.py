@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def new_call_id() -> str:
+    """32 hex digits: the time in milliseconds, then 80 random bits. Ids that grow with time go
+    in at the end of the store's indexes instead of all over them (fewer pages per commit)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 @dataclass
@@ -14,7 +21,7 @@ class CallState:
     lang: str
     flow_version: str
     lang_source: str = ""  # given | profile | default | detected (by ear, from a default)
-    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    call_id: str = field(default_factory=new_call_id)
     scene: str = ""
     step: str = ""
     slots: dict[str, Any] = field(default_factory=dict)

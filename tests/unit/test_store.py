@@ -410,3 +410,15 @@ def test_ivr_simulate_db_records_and_plain_simulate_does_not(tmp_path):
     default = _ivr("calls", "--json", env=env)
     assert default.returncode == 0, default.stderr
     assert len(default.stdout.splitlines()) == 1
+
+
+def test_call_ids_are_unique_hex_and_grow_with_time_so_the_store_appends_to_its_indexes():
+    from ivr.flow.state import new_call_id
+
+    first = new_call_id()
+    time.sleep(0.002)
+    later = [new_call_id() for _ in range(1000)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in [first, *later])
+    assert len(set(later)) == 1000
+    assert all(first < i for i in later), "a later call's id sorts after an earlier one's"
+    assert CallState(caller="", lang="en", flow_version="v").call_id[:12] >= first[:12]
