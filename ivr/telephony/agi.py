@@ -94,7 +94,7 @@ class AgiChannel:
         """The queued variables in as few round trips as possible: the plain ones in a single
         SET VARIABLE ARRAY(...) (which, unlike EXEC MSet, leaves AGI as the channel's application
         in `core show channels`); a value ARRAY() would split (a comma, a bracket) goes alone,
-        first, so the last variable queued is always set last."""
+        before them. IVR_ACTION, queued last and always plain, is therefore set last."""
         if not self._vars:
             return
         queued = [(name, agi_value(value, CONTEXT_LIMIT)) for name, value in self._vars.items()]
